@@ -1,0 +1,62 @@
+-- reporting.datasets
+-- One row per followed dataset, gone ones included: what it is, who publishes it, and whether it is
+-- still live on the portal, from its latest snapshot.
+-- grain: dataset_id
+-- columns:
+--   dataset_id: data.gouv.fr dataset id.
+--   organization_id: Id of the organization publishing the dataset (from its latest live snapshot).
+--   organization_name: Name of that organization.
+--   title: Dataset title (from its latest live snapshot).
+--   slug: Dataset slug.
+--   page_url: The dataset's page on the portal.
+--   created_at: When the dataset was created on the portal.
+--   last_update: When its data last changed, as the portal computes it.
+--   frequency: Declared update frequency (udata id).
+--   status: active, archived, or gone (the latest snapshot answered 404 or 410).
+--   gone_since: First snapshot date of the current run of 404/410 answers; null unless gone.
+--   first_snapshot_date: First snapshot date of the dataset.
+--   last_snapshot_date: Latest snapshot date of the dataset.
+with live as (
+    select *
+    from staging.dataset_snapshots
+    where http_status = 200
+    qualify row_number() over (partition by dataset_id order by snapshot_date desc) = 1
+),
+bounds as (
+    select
+        dataset_id,
+        min(snapshot_date) as first_snapshot_date,
+        max(snapshot_date) as last_snapshot_date,
+        arg_max(http_status, snapshot_date) as latest_status
+    from staging.dataset_snapshots
+    group by dataset_id
+),
+gone as (
+    select snapshots.dataset_id, min(snapshots.snapshot_date) as gone_since
+    from staging.dataset_snapshots as snapshots
+    left join live using (dataset_id)
+    where snapshots.http_status <> 200
+        and (live.snapshot_date is null or snapshots.snapshot_date > live.snapshot_date)
+    group by snapshots.dataset_id
+)
+select
+    bounds.dataset_id,
+    live.organization_id,
+    live.organization_name,
+    live.title,
+    live.slug,
+    live.page_url,
+    live.created_at,
+    live.last_update,
+    live.frequency,
+    case
+        when bounds.latest_status <> 200 then 'gone'
+        when live.archived_at is not null then 'archived'
+        else 'active'
+    end as status,
+    case when bounds.latest_status <> 200 then gone.gone_since end as gone_since,
+    bounds.first_snapshot_date,
+    bounds.last_snapshot_date
+from bounds
+left join live using (dataset_id)
+left join gone using (dataset_id)

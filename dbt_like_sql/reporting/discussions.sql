@@ -1,0 +1,54 @@
+-- reporting.discussions
+-- One row per discussion on a followed dataset (as of the latest snapshot that saw it), with where the
+-- conversation stands. status: closed when the discussion is closed; else answered when its last message
+-- comes from the producer (a member of the dataset's organization, or a post in its name); else
+-- awaiting_producer.
+-- grain: discussion_id
+-- columns:
+--   discussion_id: data.gouv.fr discussion id.
+--   dataset_id: The dataset the discussion is about.
+--   organization_id: The dataset's organization (the producer).
+--   title: Discussion title.
+--   url: The discussion on the portal's dataset page.
+--   opened_by: Public slug of the user who opened the discussion.
+--   created_at: When the discussion was opened.
+--   closed_at: When it was closed; null while open.
+--   n_messages: Messages in the thread, the opening one included.
+--   last_message_at: When the latest message was posted.
+--   first_response_at: First producer message after the opening one; null if the producer never answered.
+--   status: closed, answered or awaiting_producer (see the table description).
+with latest as (
+    select dataset_id, discussion_id, payload
+    from raw.discussions
+    qualify row_number() over (partition by discussion_id order by snapshot_date desc) = 1
+),
+threads as (
+    select
+        discussion_id,
+        count(*) as n_messages,
+        max(posted_at) as last_message_at,
+        min(posted_at) filter (where is_producer and position > 0) as first_response_at,
+        arg_max(is_producer, position) as last_by_producer
+    from staging.discussion_messages
+    group by discussion_id
+)
+select
+    latest.discussion_id,
+    latest.dataset_id,
+    datasets.organization_id,
+    latest.payload ->> '$.title' as title,
+    latest.payload ->> '$.self_web_url' as url,
+    latest.payload ->> '$.user.slug' as opened_by,
+    try_cast(latest.payload ->> '$.created' as timestamptz) as created_at,
+    try_cast(latest.payload ->> '$.closed' as timestamptz) as closed_at,
+    coalesce(threads.n_messages, 0) as n_messages,
+    threads.last_message_at,
+    threads.first_response_at,
+    case
+        when latest.payload ->> '$.closed' is not null then 'closed'
+        when threads.last_by_producer then 'answered'
+        else 'awaiting_producer'
+    end as status
+from latest
+left join threads using (discussion_id)
+left join reporting.datasets as datasets using (dataset_id)

@@ -1,0 +1,41 @@
+-- staging.dataset_snapshots
+-- The portal's answer for each followed dataset on each snapshot date, typed: the dataset's cumulative
+-- counters and descriptive fields when it answered 200, or only the 404/410 status of a gone dataset.
+-- grain: dataset_id, snapshot_date
+-- columns:
+--   dataset_id: data.gouv.fr dataset id.
+--   snapshot_date: The run's logical date on which the portal was read.
+--   http_status: 200 for a live dataset, 404 (unknown or private) or 410 (deleted) for a gone one.
+--   title: Dataset title.
+--   slug: Dataset slug (the last part of its page URL).
+--   organization_id: Id of the organization publishing the dataset (null for a user's dataset).
+--   organization_name: Name of that organization.
+--   page_url: The dataset's page on the portal.
+--   created_at: When the dataset was created on the portal.
+--   last_update: When its data (resources) last changed, as the portal computes it.
+--   archived_at: When the dataset was archived; null when it is not archived.
+--   frequency: Declared update frequency (udata id such as monthly, daily, irregular).
+--   views: Cumulative visits of the dataset page (metrics.views).
+--   downloads: Cumulative downloads of all its resources (metrics.resources_downloads).
+--   followers: Users following the dataset.
+--   reuses: Visible reuses referencing the dataset.
+--   discussions: Discussions opened on the dataset.
+select
+    dataset_id,
+    snapshot_date,
+    http_status,
+    payload ->> '$.title' as title,
+    payload ->> '$.slug' as slug,
+    payload ->> '$.organization.id' as organization_id,
+    payload ->> '$.organization.name' as organization_name,
+    payload ->> '$.page' as page_url,
+    try_cast(payload ->> '$.created_at' as timestamptz) as created_at,
+    try_cast(payload ->> '$.last_update' as timestamptz) as last_update,
+    try_cast(payload ->> '$.archived' as timestamptz) as archived_at,
+    payload ->> '$.frequency' as frequency,
+    coalesce(try_cast(payload ->> '$.metrics.views' as bigint), 0) as views,
+    coalesce(try_cast(payload ->> '$.metrics.resources_downloads' as bigint), 0) as downloads,
+    coalesce(try_cast(payload ->> '$.metrics.followers' as bigint), 0) as followers,
+    coalesce(try_cast(payload ->> '$.metrics.reuses' as bigint), 0) as reuses,
+    coalesce(try_cast(payload ->> '$.metrics.discussions' as bigint), 0) as discussions
+from raw.dataset_snapshots

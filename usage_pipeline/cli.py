@@ -1,0 +1,195 @@
+"""`usage-pipeline refresh | backfill | demo`: run the daily job through Dagster from a terminal or cron."""
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from usage_pipeline.definitions import build_definitions
+from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY
+from usage_pipeline.ingest.partitions import datasets_partitions, day_range_tags
+from usage_pipeline.ingest.schedules import DAILY_JOB_NAME
+from usage_pipeline.ingest.sensors import discover_datasets
+from usage_pipeline.portal.client import PortalError
+from usage_pipeline.portal.resource import UdataResource
+from usage_pipeline.settings import Settings, SettingsError
+
+INSTANCE_CONFIG = """\
+# Written by usage-pipeline. One writer at a time on the DuckDB warehouse, whatever launches the runs.
+concurrency:
+  pools:
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+class RefreshFailed(RuntimeError):
+    """The run failed; the message names the step and the error."""
+
+
+@dataclass
+class RefreshOutcome:
+    """What a refresh did, for the summary."""
+
+    date: dt.date
+    datasets: int
+    new_datasets: int
+    run_id: str
+    tables: dict[str, int] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+
+
+def dagster_instance(settings: Settings) -> dg.DagsterInstance:
+    """The persistent Dagster instance: $DAGSTER_HOME, by default $USAGE_DATA_DIR/dagster_home."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.data_dir / "dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(INSTANCE_CONFIG)
+    return dg.DagsterInstance.get()
+
+
+def register_datasets(settings: Settings, instance: dg.DagsterInstance) -> tuple[list[str], int]:
+    """Discover the followed datasets, register the new ones; returns all registered keys and the new count."""
+    discovered = asyncio.run(discover_datasets(UdataResource.from_settings(settings)))
+    known = set(instance.get_dynamic_partitions(datasets_partitions.name))
+    new = [key for key in discovered if key not in known]
+    if new:
+        instance.add_dynamic_partitions(datasets_partitions.name, new)
+    return instance.get_dynamic_partitions(datasets_partitions.name), len(new)
+
+
+def refresh(
+    settings: Settings, date: dt.date, instance: dg.DagsterInstance, *, metrics_since: str | None = None
+) -> RefreshOutcome:
+    """Discover, then materialize every dataset partition of ``date``, the models and the publication in one run."""
+    if not settings.start_date <= date <= dt.date.today():
+        raise SettingsError(
+            f"--date {date} is outside the partitions: {settings.start_date} (USAGE_START_DATE) to today"
+        )
+    keys, new = register_datasets(settings, instance)
+    if not keys:
+        raise SettingsError("no dataset to follow: set USAGE_ORGANIZATIONS and/or USAGE_DATASETS")
+    job = build_definitions(settings).resolve_job_def(DAILY_JOB_NAME)
+    run_config = {"ops": {RAW_SNAPSHOT_KEY.to_python_identifier(): {"config": {"metrics_since": metrics_since}}}}
+    result = job.execute_in_process(
+        instance=instance, tags=day_range_tags(keys, date), run_config=run_config, raise_on_error=False
+    )
+    if not result.success:
+        failures = [
+            f"{event.step_key}: {_root_cause(event.step_failure_data.error)}"
+            for event in result.all_events
+            if event.is_step_failure
+        ]
+        raise RefreshFailed(f"run {result.run_id} failed for {date}:\n  " + "\n  ".join(failures or ["unknown error"]))
+    outcome = RefreshOutcome(date=date, datasets=len(keys), new_datasets=new, run_id=result.run_id)
+    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
+        for (table,) in published.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reporting' ORDER BY 1"
+        ).fetchall():
+            outcome.tables[table] = published.execute(f"SELECT count(*) FROM reporting.{table}").fetchone()[0]
+        outcome.gone = [
+            row[0]
+            for row in published.execute(
+                "SELECT dataset_id FROM reporting.datasets WHERE status = 'gone' ORDER BY 1"
+            ).fetchall()
+        ]
+    return outcome
+
+
+def _root_cause(error: "dg.SerializableErrorInfo | None") -> str:
+    """The innermost error message: the one that says what went wrong, not that a step failed."""
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error.message.strip() if error else "unknown error"
+
+
+def print_summary(outcome: RefreshOutcome, settings: Settings) -> None:
+    print(f"refresh {outcome.date}: {outcome.datasets} datasets ({outcome.new_datasets} new), run {outcome.run_id}")
+    if outcome.gone:
+        print(f"  gone (404/410): {', '.join(outcome.gone)}")
+    print(f"  published to {settings.published_dir}/usage.duckdb and parquet/:")
+    for table, rows in outcome.tables.items():
+        print(f"    reporting.{table}: {rows} rows")
+
+
+def _date(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="usage-pipeline",
+        description="Daily usage of an open-data producer's datasets, as DuckDB tables.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    refresh_cmd = commands.add_parser("refresh", help="snapshot every followed dataset for a date, rebuild, publish")
+    refresh_cmd.add_argument("--date", type=_date, default=dt.date.today(), help="logical date (default: today)")
+    backfill_cmd = commands.add_parser(
+        "backfill",
+        help="fetch the monthly history from --start, rebuild every table from the stored raw JSON",
+    )
+    backfill_cmd.add_argument("--start", type=_date, required=True)
+    backfill_cmd.add_argument("--end", type=_date, default=dt.date.today())
+    demo_cmd = commands.add_parser("demo", help="run a few days against a generated local portal (offline)")
+    demo_cmd.add_argument("--days", type=int, default=3)
+    demo_cmd.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    return parser.parse_args(argv)
+
+
+def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.DagsterInstance) -> RefreshOutcome:
+    """Monthly history from ``start``'s month, then every table rebuilt from the stored raw JSON."""
+    if end < start:
+        raise SettingsError(f"--end {end} is before --start {start}")
+    outcome = refresh(settings, dt.date.today(), instance, metrics_since=f"{start:%Y-%m}")
+    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
+        stored = {
+            row[0]
+            for row in published.execute(
+                "SELECT DISTINCT date FROM reporting.dataset_usage_daily WHERE date BETWEEN ? AND ?",
+                [start, end],
+            ).fetchall()
+        }
+    missing = (end - start).days + 1 - len(stored)
+    print(
+        f"backfill {start}..{end}: monthly history fetched from {start:%Y-%m}; daily counters exist for "
+        f"{len(stored)} dates of the range, {missing} dates have none (the portal keeps no daily history of "
+        "its cumulative counters)"
+    )
+    return outcome
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "demo":
+            from usage_pipeline.demo.run import run_demo
+
+            run_demo(args.data_dir, days=args.days)
+            return 0
+        settings = Settings.from_env()
+        instance = dagster_instance(settings)
+        if args.command == "refresh":
+            outcome = refresh(settings, args.date, instance)
+        else:
+            outcome = backfill(settings, args.start, args.end, instance)
+        print_summary(outcome, settings)
+        return 0
+    except (SettingsError, PortalError, RefreshFailed) as error:
+        print(f"usage-pipeline {args.command}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

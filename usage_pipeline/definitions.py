@@ -1,0 +1,46 @@
+"""The one Definitions of the project: raw snapshot -> SQL models -> publication, with their automation."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from usage_pipeline.ingest.assets import build_raw_snapshot_asset
+from usage_pipeline.ingest.partitions import dataset_date_partitions
+from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, daily_refresh_schedule
+from usage_pipeline.ingest.sensors import dataset_discovery_sensor
+from usage_pipeline.models import build_model_asset, load_models
+from usage_pipeline.portal.resource import UdataResource
+from usage_pipeline.publish import build_publish_asset
+from usage_pipeline.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    """Assets, the daily job, its schedule, the discovery sensor and resources for ``settings``."""
+    models = load_models()
+    assets = [
+        build_raw_snapshot_asset(dataset_date_partitions(settings.start_date)),
+        *(build_model_asset(model, models) for model in models),
+        build_publish_asset(models, settings.published_dir),
+    ]
+    daily_job = dg.define_asset_job(
+        DAILY_JOB_NAME,
+        selection=dg.AssetSelection.all(),
+        executor_def=dg.in_process_executor,  # one process, one DuckDB writer at a time
+        description="Snapshot every followed dataset for one date (one run), rebuild the models, publish.",
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return dg.Definitions(
+        assets=assets,
+        jobs=[daily_job],
+        schedules=[daily_refresh_schedule],
+        sensors=[dataset_discovery_sensor],
+        resources={
+            "udata": UdataResource.from_settings(settings),
+            "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
+        },
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded by `dagster dev -w workspace.yaml`, configured by the USAGE_* environment variables."""
+    return build_definitions(Settings.from_env())

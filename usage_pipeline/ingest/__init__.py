@@ -1,0 +1,1 @@
+"""Raw ingestion: dataset x date partitions, the daily crawl, discovery and the schedule."""

@@ -1,0 +1,80 @@
+"""Publication for BI: a read-only DuckDB copy and one Parquet file per reporting table, swapped in atomically.
+
+The copy is built in a temporary file beside the published one, then `os.replace`d over it: a BI tool
+holding the old file keeps reading the old state, new readers get the new one, nobody waits for anybody.
+"""
+
+import os
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from usage_pipeline.ingest.assets import WAREHOUSE_POOL
+from usage_pipeline.models import SqlModel
+from usage_pipeline.warehouse import sql_string
+
+PUBLISHED_SCHEMA = "reporting"
+PUBLISHED_KEY = dg.AssetKey(["published", "usage"])
+
+
+def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_dir: Path) -> dict[str, int]:
+    """Copy the ``models`` tables to ``published_dir``/usage.duckdb and parquet/; returns rows per table."""
+    parquet_dir = published_dir / "parquet"
+    parquet_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:12]
+    database = published_dir / f".usage.duckdb.{token}.tmp"
+    staged_parquet: list[tuple[Path, Path]] = []
+    rows: dict[str, int] = {}
+    try:
+        conn.execute(f"ATTACH {sql_string(str(database))} AS publication")
+        try:
+            conn.execute(f"CREATE SCHEMA publication.{PUBLISHED_SCHEMA}")
+            for model in models:
+                target = f"publication.{PUBLISHED_SCHEMA}.{model.name}"
+                conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {model.table}")
+                conn.execute(f"COMMENT ON TABLE {target} IS {sql_string(model.description)}")
+                for column, description in model.columns.items():
+                    conn.execute(f"COMMENT ON COLUMN {target}.{column} IS {sql_string(description)}")
+                rows[model.name] = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+                parquet = parquet_dir / f".{model.name}.{token}.tmp"
+                conn.execute(f"COPY {model.table} TO {sql_string(str(parquet))} (FORMAT parquet)")
+                staged_parquet.append((parquet, parquet_dir / f"{model.name}.parquet"))
+            conn.execute("CHECKPOINT publication")
+        finally:
+            conn.execute("DETACH publication")
+        os.replace(database, published_dir / "usage.duckdb")
+        for staged, final in staged_parquet:
+            os.replace(staged, final)
+    finally:
+        for leftover in [database, *(staged for staged, _ in staged_parquet)]:
+            leftover.unlink(missing_ok=True)
+    return rows
+
+
+def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.AssetsDefinition:
+    """The asset publishing every reporting model for BI tools."""
+    reporting = [model for model in models if model.schema == PUBLISHED_SCHEMA]
+
+    @dg.asset(
+        key=PUBLISHED_KEY,
+        deps=[model.asset_key for model in reporting],
+        group_name="published",
+        pool=WAREHOUSE_POOL,
+        kinds={"duckdb", "parquet"},
+        description=(
+            f"The reporting tables for BI tools: {published_dir}/usage.duckdb (schema reporting, tables and "
+            f"columns described in the catalog) and {published_dir}/parquet/<table>.parquet, replaced atomically."
+        ),
+    )
+    def published_usage(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as conn:
+            rows = publish(conn, reporting, published_dir)
+        context.log.info(f"published {len(rows)} tables to {published_dir}")
+        return dg.MaterializeResult(
+            metadata={"rows": dg.MetadataValue.json(rows), "path": dg.MetadataValue.path(str(published_dir))}
+        )
+
+    return published_usage

@@ -1,0 +1,77 @@
+"""USAGE_* environment variables, read once into one typed settings object."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A USAGE_* variable holds a value the pipeline cannot use."""
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _positive_number(name: str, raw: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the portal is, what to follow, and where the warehouse lives."""
+
+    portal_url: str = "https://www.data.gouv.fr"
+    metrics_api_url: str = "https://metric-api.data.gouv.fr"
+    organizations: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    data_dir: Path = Path("data")
+    start_date: dt.date = field(default_factory=lambda: dt.date.today() - dt.timedelta(days=28))
+    http_concurrency: int = 5
+    http_timeout: float = 30.0
+    http_max_elapsed: float = 300.0
+
+    @property
+    def warehouse_path(self) -> Path:
+        """The working DuckDB database, written by the pipeline only."""
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def published_dir(self) -> Path:
+        """The copy BI tools read: usage.duckdb and parquet/."""
+        return self.data_dir / "published"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read the USAGE_* variables (see README, "Configuration")."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        start_raw = env.get("USAGE_START_DATE", "").strip()
+        try:
+            start_date = dt.date.fromisoformat(start_raw) if start_raw else defaults.start_date
+        except ValueError:
+            raise SettingsError(f"USAGE_START_DATE={start_raw!r} is not a date (YYYY-MM-DD)") from None
+        return cls(
+            portal_url=env.get("USAGE_PORTAL_URL", defaults.portal_url).rstrip("/"),
+            metrics_api_url=env.get("USAGE_METRICS_API_URL", defaults.metrics_api_url).rstrip("/"),
+            organizations=_split_list(env.get("USAGE_ORGANIZATIONS", "")),
+            datasets=_split_list(env.get("USAGE_DATASETS", "")),
+            data_dir=Path(env.get("USAGE_DATA_DIR", str(defaults.data_dir))),
+            start_date=start_date,
+            http_concurrency=int(
+                _positive_number("USAGE_HTTP_CONCURRENCY", env.get("USAGE_HTTP_CONCURRENCY", "5"), int)
+            ),
+            http_timeout=float(_positive_number("USAGE_HTTP_TIMEOUT", env.get("USAGE_HTTP_TIMEOUT", "30"), float)),
+            http_max_elapsed=float(
+                _positive_number("USAGE_HTTP_MAX_ELAPSED", env.get("USAGE_HTTP_MAX_ELAPSED", "300"), float)
+            ),
+        )
