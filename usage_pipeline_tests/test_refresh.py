@@ -1,0 +1,202 @@
+"""End to end: `refresh` for two consecutive dates against a local portal serving the real sample."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from usage_pipeline import cli
+from usage_pipeline.demo.portal_server import PortalServer, World
+from usage_pipeline.settings import Settings
+
+DAY_1 = dt.date(2026, 11, 20)
+DAY_2 = dt.date(2026, 11, 21)
+GROWING = "5ff5e6e99724cb8fff59a5be"  # barometre-des-resultats-de-laction-publique
+DELETED = "65271c20a80b3f04010e71ff"  # marches-publics-de-la-metropole-de-lyon
+NEW_REUSE_ON = "5c1bab838b4c415d323a5741"  # defibrillateurs: no reuse in the sample
+
+
+def published(settings: Settings, sql: str) -> pl.DataFrame:
+    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as conn:
+        return conn.execute(sql).pl()
+
+
+def expected_statuses(fixture_data: dict) -> dict[str, tuple[str, str | None]]:
+    """Status and first producer answer of every sample discussion, computed from the JSON alone."""
+    expected = {}
+    for entry in fixture_data["datasets"]:
+        members = {member["user"]["id"] for member in entry["organization"].get("members", [])}
+        for discussion in entry["discussions"]:
+            messages = discussion["discussion"]
+            by_producer = [message["posted_by"]["id"] in members for message in messages]
+            if discussion["closed"]:
+                status = "closed"
+            elif by_producer[-1]:
+                status = "answered"
+            else:
+                status = "awaiting_producer"
+            answers = [m["posted_on"] for m, producer in zip(messages[1:], by_producer[1:], strict=True) if producer]
+            expected[discussion["id"]] = (status, min(answers) if answers else None)
+    return expected
+
+
+def add_metrics(world: World) -> None:
+    """Two months for one dataset, one of them split over two organization rows with a null value."""
+    org = world.entries[GROWING]["organization_id"]
+    world.metrics_rows += [
+        {"__id": 1, "dataset_id": GROWING, "organization_id": org, "metric_month": "2026-09",
+         "monthly_visit": 40, "monthly_download_resource": None},
+        {"__id": 2, "dataset_id": GROWING, "organization_id": "534fff75a3a7292c64a77de4", "metric_month": "2026-09",
+         "monthly_visit": 2, "monthly_download_resource": 5},
+        {"__id": 3, "dataset_id": GROWING, "organization_id": org, "metric_month": "2026-10",
+         "monthly_visit": 55, "monthly_download_resource": 12},
+    ]  # fmt: skip
+
+
+def day_two_changes(world: World) -> None:
+    """One day of activity: views grow, a reuse appears, a dataset is deleted, a producer answers."""
+    growing = world.entries[GROWING]
+    growing["dataset"]["metrics"]["views"] += 100
+    growing["dataset"]["metrics"]["resources_downloads"] += 7
+    growing["resources"][0]["metrics"]["views"] += 7
+    target = world.entries[NEW_REUSE_ON]
+    reuse = dict(world.entries[GROWING]["reuses"][0], id="6a0000000000000000000001", title="Carte des défibrillateurs")
+    target["reuses"].append(reuse)
+    target["dataset"]["metrics"]["reuses"] += 1
+    world.deleted.add(DELETED)
+    world.metrics_rows.append(
+        {"__id": 4, "dataset_id": GROWING, "organization_id": growing["organization_id"], "metric_month": "2026-11",
+         "monthly_visit": 9, "monthly_download_resource": 1}
+    )  # fmt: skip
+
+
+@pytest.fixture
+def two_days(settings: Settings, world: World, instance: dg.DagsterInstance, portal: PortalServer) -> World:
+    add_metrics(world)
+    cli.refresh(settings, DAY_1, instance)
+    with world.lock:
+        day_two_changes(world)
+        awaiting = next(
+            d
+            for d in world.entries[GROWING]["discussions"]
+            if not d["closed"] and d["discussion"][-1]["posted_by"]["id"] == d["user"]["id"]
+        )
+        member = world.organization_of(GROWING)["members"][0]["user"]
+        awaiting["discussion"].append(
+            {"content": "Merci, c'est corrigé.", "posted_on": "2026-11-21T08:00:00+00:00", "posted_by": member}
+        )
+        world.answered_discussion = awaiting["id"]
+    cli.refresh(settings, DAY_2, instance)
+    return world
+
+
+def test_counters_and_deltas(two_days: World, settings: Settings, fixture_data: dict) -> None:
+    daily = published(settings, "SELECT * FROM reporting.dataset_usage_daily ORDER BY dataset_id, date")
+    sample = {entry["dataset"]["id"]: entry["dataset"]["metrics"] for entry in fixture_data["datasets"]}
+    day_1 = daily.filter(pl.col("date") == DAY_1)
+    assert day_1.height == 15
+    for row in day_1.iter_rows(named=True):
+        assert row["views"] == sample[row["dataset_id"]]["views"]
+        assert row["downloads"] == sample[row["dataset_id"]]["resources_downloads"]
+        assert row["views_delta"] is None and row["downloads_delta"] is None
+    day_2 = {row["dataset_id"]: row for row in daily.filter(pl.col("date") == DAY_2).iter_rows(named=True)}
+    assert DELETED not in day_2 and len(day_2) == 14
+    assert (day_2[GROWING]["views_delta"], day_2[GROWING]["downloads_delta"]) == (100, 7)
+    assert day_2[GROWING]["views"] == sample[GROWING]["views"] + 100
+    assert {row["views_delta"] for key, row in day_2.items() if key != GROWING} == {0}
+    assert day_2[NEW_REUSE_ON]["reuses"] == 1
+
+
+def test_resource_downloads(two_days: World, settings: Settings, fixture_data: dict) -> None:
+    rows = published(settings, "SELECT * FROM reporting.resource_downloads_daily WHERE date = DATE '2026-11-20'")
+    expected = {
+        (resource["id"], entry["dataset"]["id"]): resource.get("metrics", {}).get("views", 0)
+        for entry in fixture_data["datasets"]
+        for resource in entry["resources"]
+    }
+    assert dict(zip(zip(rows["resource_id"], rows["dataset_id"], strict=True), rows["downloads"], strict=True)) == expected
+    first = two_days.entries[GROWING]["resources"][0]["id"]
+    delta = published(
+        settings,
+        f"SELECT downloads_delta FROM reporting.resource_downloads_daily WHERE resource_id = '{first}' AND date = '{DAY_2}'",
+    )
+    assert delta.item() == 7
+
+
+def test_discussion_statuses(two_days: World, settings: Settings, fixture_data: dict) -> None:
+    rows = published(settings, "SELECT discussion_id, status, first_response_at FROM reporting.discussions")
+    got = {
+        row["discussion_id"]: (row["status"], row["first_response_at"]) for row in rows.iter_rows(named=True)
+    }
+    expected = expected_statuses(fixture_data)
+    answered = two_days.answered_discussion
+    assert expected[answered][0] == "awaiting_producer"
+    assert got.pop(answered)[0] == "answered"
+    expected.pop(answered)
+    assert {key: status for key, (status, _) in got.items()} == {key: status for key, (status, _) in expected.items()}
+    for key, (_, first_response) in expected.items():
+        want = dt.datetime.fromisoformat(first_response) if first_response else None
+        assert got[key][1] == want, key
+    assert {status for status, _ in got.values()} == {"closed", "answered", "awaiting_producer"}
+
+
+def test_reuses_first_seen(two_days: World, settings: Settings, fixture_data: dict) -> None:
+    rows = published(settings, "SELECT reuse_id, dataset_id, type, first_seen_date FROM reporting.reuses")
+    expected = {(reuse["id"], entry["dataset"]["id"]) for entry in fixture_data["datasets"] for reuse in entry["reuses"]}
+    by_key = {(row["reuse_id"], row["dataset_id"]): row for row in rows.iter_rows(named=True)}
+    assert set(by_key) == expected | {("6a0000000000000000000001", NEW_REUSE_ON)}
+    assert by_key[("6a0000000000000000000001", NEW_REUSE_ON)]["first_seen_date"] == DAY_2
+    assert {row["first_seen_date"] for key, row in by_key.items() if key[1] != NEW_REUSE_ON} == {DAY_1}
+
+
+def test_gone_dataset_recorded(two_days: World, settings: Settings) -> None:
+    datasets = published(settings, "SELECT dataset_id, status, gone_since, title FROM reporting.datasets")
+    assert datasets.height == 15
+    gone = datasets.filter(pl.col("status") == "gone")
+    assert gone["dataset_id"].to_list() == [DELETED]
+    assert gone["gone_since"].item() == DAY_2
+    assert gone["title"].item() == "Marchés publics de la Métropole de Lyon"  # kept from its last live snapshot
+
+
+def test_monthly_metrics(two_days: World, settings: Settings, portal: PortalServer) -> None:
+    monthly = published(
+        settings, f"SELECT month, visits, downloads FROM reporting.dataset_usage_monthly WHERE dataset_id = '{GROWING}'"
+    )
+    assert sorted(monthly.iter_rows()) == [("2026-09", 42, 5), ("2026-10", 55, 12), ("2026-11", 9, 1)]
+
+
+def test_rerun_changes_nothing_and_reader_is_not_blocked(
+    two_days: World, settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    tables = published(settings, "SELECT table_name FROM information_schema.tables")["table_name"].to_list()
+    before = {table: published(settings, f"SELECT * FROM reporting.{table} ORDER BY ALL") for table in tables}
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
+        raw_before = warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone()
+    reader = duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True)
+    try:
+        seen = reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone()
+        cli.refresh(settings, DAY_2, instance)  # the reader keeps the file open all along
+        assert reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone() == seen
+    finally:
+        reader.close()
+    for table, frame in before.items():
+        assert published(settings, f"SELECT * FROM reporting.{table} ORDER BY ALL").equals(frame), table
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
+        assert warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone() == raw_before
+    assert not list(Path(settings.published_dir).glob("**/*.tmp"))
+    parquet = pl.read_parquet(settings.published_dir / "parquet" / "dataset_usage_daily.parquet")
+    assert parquet.height == before["dataset_usage_daily"].height
+
+
+def test_catalog_comments(two_days: World, settings: Settings) -> None:
+    columns = published(
+        settings,
+        "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'reporting'",
+    )
+    assert columns.height > 50
+    assert columns.filter(pl.col("comment").is_null() | (pl.col("comment") == "")).is_empty()
+    tables = published(settings, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'reporting'")
+    assert all(comment and len(comment) > 40 for comment in tables["comment"])
