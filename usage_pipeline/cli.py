@@ -79,7 +79,10 @@ def refresh(
     if not keys:
         raise SettingsError("no dataset to follow: set USAGE_ORGANIZATIONS and/or USAGE_DATASETS")
     job = build_definitions(settings).resolve_job_def(DAILY_JOB_NAME)
-    run_config = {"ops": {RAW_SNAPSHOT_KEY.to_python_identifier(): {"config": {"metrics_since": metrics_since}}}}
+    run_config = {
+        "ops": {RAW_SNAPSHOT_KEY.to_python_identifier(): {"config": {"metrics_since": metrics_since}}},
+        "loggers": {"console": {"config": {"log_level": os.environ.get("USAGE_LOG_LEVEL", "INFO")}}},
+    }
     result = job.execute_in_process(
         instance=instance, tags=day_range_tags(keys, date), run_config=run_config, raise_on_error=False
     )

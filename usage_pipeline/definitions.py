@@ -1,5 +1,7 @@
 """The one Definitions of the project: raw snapshot -> SQL models -> publication, with their automation."""
 
+import warnings
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -11,6 +13,9 @@ from usage_pipeline.models import build_model_asset, load_models
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import build_publish_asset
 from usage_pipeline.settings import Settings
+
+# The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

@@ -117,7 +117,9 @@ def test_resource_downloads(two_days: World, settings: Settings, fixture_data: d
         for entry in fixture_data["datasets"]
         for resource in entry["resources"]
     }
-    assert dict(zip(zip(rows["resource_id"], rows["dataset_id"], strict=True), rows["downloads"], strict=True)) == expected
+    assert (
+        dict(zip(zip(rows["resource_id"], rows["dataset_id"], strict=True), rows["downloads"], strict=True)) == expected
+    )
     first = two_days.entries[GROWING]["resources"][0]["id"]
     delta = published(
         settings,
@@ -128,9 +130,7 @@ def test_resource_downloads(two_days: World, settings: Settings, fixture_data: d
 
 def test_discussion_statuses(two_days: World, settings: Settings, fixture_data: dict) -> None:
     rows = published(settings, "SELECT discussion_id, status, first_response_at FROM reporting.discussions")
-    got = {
-        row["discussion_id"]: (row["status"], row["first_response_at"]) for row in rows.iter_rows(named=True)
-    }
+    got = {row["discussion_id"]: (row["status"], row["first_response_at"]) for row in rows.iter_rows(named=True)}
     expected = expected_statuses(fixture_data)
     answered = two_days.answered_discussion
     assert expected[answered][0] == "awaiting_producer"
@@ -145,7 +145,9 @@ def test_discussion_statuses(two_days: World, settings: Settings, fixture_data: 
 
 def test_reuses_first_seen(two_days: World, settings: Settings, fixture_data: dict) -> None:
     rows = published(settings, "SELECT reuse_id, dataset_id, type, first_seen_date FROM reporting.reuses")
-    expected = {(reuse["id"], entry["dataset"]["id"]) for entry in fixture_data["datasets"] for reuse in entry["reuses"]}
+    expected = {
+        (reuse["id"], entry["dataset"]["id"]) for entry in fixture_data["datasets"] for reuse in entry["reuses"]
+    }
     by_key = {(row["reuse_id"], row["dataset_id"]): row for row in rows.iter_rows(named=True)}
     assert set(by_key) == expected | {("6a0000000000000000000001", NEW_REUSE_ON)}
     assert by_key[("6a0000000000000000000001", NEW_REUSE_ON)]["first_seen_date"] == DAY_2
