@@ -123,7 +123,8 @@ def test_resource_downloads(two_days: World, settings: Settings, fixture_data: d
     first = two_days.entries[GROWING]["resources"][0]["id"]
     delta = published(
         settings,
-        f"SELECT downloads_delta FROM reporting.resource_downloads_daily WHERE resource_id = '{first}' AND date = '{DAY_2}'",
+        "SELECT downloads_delta FROM reporting.resource_downloads_daily "
+        f"WHERE resource_id = '{first}' AND date = '{DAY_2}'",
     )
     assert delta.item() == 7
 
