@@ -101,9 +101,7 @@ def test_dataset_object(world: World, client: httpx.Client) -> None:
     latest = max(stored["resources"], key=lambda resource: resource["last_modified"])  # one time zone: +00:00
     assert dataset["last_update"] == latest["last_modified"]  # not harvested: latest resource change
     stored["dataset"]["metrics"]["views"] += 1  # the world is live
-    assert (
-        client.get(f"/api/1/datasets/{SIRENE}/").json()["metrics"]["views"] == dataset["metrics"]["views"] + 1
-    )
+    assert client.get(f"/api/1/datasets/{SIRENE}/").json()["metrics"]["views"] == dataset["metrics"]["views"] + 1
     assert client.get("/api/1/datasets/000000000000000000000000/").status_code == 404
 
 
@@ -135,9 +133,7 @@ def test_discussions_for_datasets_and_organization(world: World, client: httpx.C
     assert "for=" in both["next_page"] and both["next_page"].count("for=") == 2
     organization_id = world.entries[SIRENE]["organization_id"]
     by_org = client.get("/api/1/discussions/", params={"org": organization_id, "page_size": 50}).json()
-    assert [discussion["id"] for discussion in by_org["data"]] == [
-        discussion["id"] for discussion in page["data"]
-    ]
+    assert [discussion["id"] for discussion in by_org["data"]] == [discussion["id"] for discussion in page["data"]]
     closed = client.get("/api/1/discussions/", params={"for": SIRENE, "closed": "true"}).json()
     assert closed["total"] == sum(1 for discussion in stored if discussion["closed"])
     assert client.get("/api/1/discussions/", params={"for": "base-sirene"}).status_code == 400
@@ -212,9 +208,7 @@ def test_latency_and_request_counts(world: World) -> None:
         server.reset_counts()
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=15) as pool:
-            statuses = list(
-                pool.map(lambda _: httpx.get(f"{server.url}/api/1/datasets/").status_code, range(15))
-            )
+            statuses = list(pool.map(lambda _: httpx.get(f"{server.url}/api/1/datasets/").status_code, range(15)))
         assert statuses == [200] * 15
         assert time.perf_counter() - started < 1.5  # answered concurrently, not one after the other
         http.get("/api/datasets/data/")
@@ -232,18 +226,14 @@ def test_generated_world_is_consistent() -> None:
         metrics = entry["dataset"]["metrics"]
         assert metrics["discussions"] == len(entry["discussions"])
         assert metrics["reuses"] == len(entry["reuses"])
-        assert metrics["resources_downloads"] == sum(
-            resource["metrics"]["views"] for resource in entry["resources"]
-        )
+        assert metrics["resources_downloads"] == sum(resource["metrics"]["views"] for resource in entry["resources"])
         assert 1 <= len(entry["resources"]) <= 4
         assert len(dataset_id) == 24 and int(dataset_id, 16) >= 0
     with_discussions = sum(1 for entry in world.entries.values() if entry["discussions"]) / len(world.entries)
     with_reuses = sum(1 for entry in world.entries.values() if entry["reuses"]) / len(world.entries)
     assert 0.1 < with_discussions < 0.45 and 0.1 < with_reuses < 0.45
     discussions = [
-        (dataset_id, discussion)
-        for dataset_id, entry in world.entries.items()
-        for discussion in entry["discussions"]
+        (dataset_id, discussion) for dataset_id, entry in world.entries.items() for discussion in entry["discussions"]
     ]
     answered = {"member": 0, "other user": 0, "nobody": 0}
     for dataset_id, discussion in discussions:
@@ -283,9 +273,7 @@ def objects_by_kind(world: World) -> dict[str, list[dict]]:
         "reuse metrics": [reuse["metrics"] for entry in entries for reuse in entry["reuses"]],
         "organization": organizations,
         "member": [member for organization in organizations for member in organization["members"]],
-        "member user": [
-            member["user"] for organization in organizations for member in organization["members"]
-        ],
+        "member user": [member["user"] for organization in organizations for member in organization["members"]],
     }
 
 
@@ -304,18 +292,14 @@ def test_generated_objects_have_the_fixture_keys() -> None:
 
 def test_advance_day_keeps_counters_consistent() -> None:
     world = generate_world(2, 30, seed=2, today=TODAY)
-    before = {
-        dataset_id: copy.deepcopy(entry["dataset"]["metrics"]) for dataset_id, entry in world.entries.items()
-    }
+    before = {dataset_id: copy.deepcopy(entry["dataset"]["metrics"]) for dataset_id, entry in world.entries.items()}
     rows_before = len(world.metrics_rows)
     for day in range(40):
         advance_day(world, seed=day)
     assert world.today == TODAY + dt.timedelta(days=40)
     for dataset_id, entry in world.entries.items():
         metrics = entry["dataset"]["metrics"]
-        assert metrics["resources_downloads"] == sum(
-            resource["metrics"]["views"] for resource in entry["resources"]
-        )
+        assert metrics["resources_downloads"] == sum(resource["metrics"]["views"] for resource in entry["resources"])
         assert metrics["discussions"] == len(entry["discussions"])
         assert metrics["reuses"] == len(entry["reuses"])
         assert metrics["views"] >= before[dataset_id]["views"]
