@@ -35,25 +35,34 @@ def month_start(date: dt.date, months_back: int) -> str:
 
 def validate_partition_key(key: str) -> str:
     """Dataset keys become Dagster partition keys: refuse the characters Dagster's UI mishandles."""
-    if not key or FORBIDDEN_KEY_CHARACTERS & set(key) or key != key.strip():
-        raise ValueError(f"dataset key {key!r} cannot be a partition key (no blanks, ',', '|', '[' or ']')")
+    if not key or FORBIDDEN_KEY_CHARACTERS & set(key) or any(char.isspace() for char in key) or "..." in key:
+        raise ValueError(f"dataset key {key!r} cannot be a partition key (no blanks, '...', ',', '|', '[' or ']')")
     return key
 
 
-async def resolve_organizations(udata: Udata, ids_or_slugs: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """Organizations by id, from ids or slugs (the `organization=` filter needs ids)."""
+async def resolve_organizations(
+    udata: Udata, ids_or_slugs: Iterable[str], *, configured: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Organizations by id, from ids or slugs (the `organization=` filter needs ids).
+
+    A configured organization the portal does not know is an error; the organization of an extra
+    dataset that is gone is only skipped (its messages then count as the producer's by their
+    `posted_by_organization` alone).
+    """
     wanted = list(dict.fromkeys(ids_or_slugs))
 
-    async def one(key: str) -> dict[str, Any]:
+    async def one(key: str) -> dict[str, Any] | None:
         try:
             return await udata.organization(key)
-        except NotFound:
+        except NotFound as error:
+            if not configured:
+                return None
             raise PortalError(
-                f"USAGE_ORGANIZATIONS names {key!r}, which the portal does not know (404)", url=udata.api
+                f"USAGE_ORGANIZATIONS names {key!r}, which the portal does not know ({error.status})", url=error.url
             ) from None
 
     found = await asyncio.gather(*(one(key) for key in wanted))
-    return {organization["id"]: organization for organization in found}
+    return {organization["id"]: organization for organization in found if organization}
 
 
 async def discover(udata: Udata, organizations: Iterable[str], datasets: Iterable[str]) -> list[str]:
@@ -115,7 +124,7 @@ async def crawl(
         - set(result.organizations)
         - {None}
     )
-    result.organizations |= await resolve_organizations(udata, sorted(other_orgs))
+    result.organizations |= await resolve_organizations(udata, sorted(other_orgs), configured=False)
 
     found = list(result.datasets)
     for discussion in await udata.discussions(found):

@@ -1,0 +1,358 @@
+"""discover / crawl against a small in-memory fake portal (udata API v1 + metrics API) on httpx.MockTransport."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from usage_pipeline.ingest.crawl import Crawl, crawl, discover, month_start, validate_partition_key
+from usage_pipeline.portal.client import PortalClient, PortalError
+from usage_pipeline.portal.udata import Udata, is_object_id
+
+PORTAL = "https://portal.test"
+METRICS = "https://metrics.test"
+ORG_A = "aaaaaaaaaaaaaaaaaaaaaaaa"
+ORG_B = "bbbbbbbbbbbbbbbbbbbbbbbb"
+D1 = "111111111111111111111111"  # listed by org A, 2 reuses, stored metrics history
+D2 = "222222222222222222222222"  # listed by org A, no reuse, no history
+D3 = "333333333333333333333333"  # listed by org A but not followed
+D4 = "444444444444444444444444"  # published by org B (not configured), followed as an extra dataset
+GONE = "999999999999999999999999"  # deleted: answers 410
+RUN_DATE = dt.date(2026, 1, 15)
+MONTHS = ("2025-09", "2025-10", "2025-11", "2025-12", "2026-01")
+
+
+def dataset(key: str, slug: str, organization: str | None, reuses: int = 0) -> dict[str, Any]:
+    org = {"id": organization, "slug": f"org-{organization[0]}", "name": "Org"} if organization else None
+    return {"id": key, "slug": slug, "title": slug.title(), "organization": org, "metrics": {"reuses": reuses}}
+
+
+def discussion(key: str, subject: str) -> dict[str, Any]:
+    return {"id": key, "title": key, "subject": {"class": "Dataset", "id": subject}, "discussion": []}
+
+
+@dataclass
+class FakePortal:
+    """udata and metrics API answers over dicts, routed on host, path and params; records every request."""
+
+    organizations: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            ORG_A: {"id": ORG_A, "slug": "org-a", "name": "Org A", "members": []},
+            ORG_B: {"id": ORG_B, "slug": "org-b", "name": "Org B", "members": []},
+        }
+    )
+    datasets: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            D1: dataset(D1, "one", ORG_A, reuses=2),
+            D2: dataset(D2, "two", ORG_A),
+            D3: dataset(D3, "three", ORG_A, reuses=5),
+            D4: dataset(D4, "four", ORG_B),
+        }
+    )
+    gone: dict[str, int] = field(default_factory=lambda: {GONE: 410, "old-slug": 410})
+    reuses: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {D1: [{"id": "r1", "datasets": [{"id": D1}]}, {"id": "r2", "datasets": [{"id": D1}]}]}
+    )
+    discussions: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            discussion("c1", D1),
+            discussion("c2", D4),
+            discussion("c3", D1),
+            discussion("c4", D3),
+        ]
+    )
+    metrics: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            {"dataset_id": key, "organization_id": org, "metric_month": month, "monthly_visit": 10 * n}
+            for key, org in ((D1, ORG_A), (D2, ORG_A), (D3, ORG_A), (D4, ORG_B))
+            for n, month in enumerate(MONTHS)
+        ]
+    )
+    ignore_for: bool = False  # answer every discussion whatever the `for=` filter says
+    requests: list[httpx.Request] = field(default_factory=list)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        params = request.url.params
+        if request.url.host == "metrics.test":
+            return self._metrics(request)
+        match request.url.path.strip("/").split("/"):
+            case ["api", "1", "organizations", key]:
+                found = [org for org in self.organizations.values() if key in (org["id"], org["slug"])]
+                return httpx.Response(200, json=found[0]) if found else self._missing(404)
+            case ["api", "1", "datasets"]:
+                if not is_object_id(params.get("organization", "")):
+                    return httpx.Response(400, json={"message": "organization must be an ObjectId"})
+                return self._page(
+                    [
+                        item
+                        for item in self.datasets.values()
+                        if (item["organization"] or {}).get("id") == params["organization"]
+                    ]
+                )
+            case ["api", "1", "datasets", key]:
+                if key in self.gone:
+                    return self._missing(self.gone[key])
+                found = [item for item in self.datasets.values() if key in (item["id"], item["slug"])]
+                return httpx.Response(200, json=found[0]) if found else self._missing(404)
+            case ["api", "1", "discussions"]:
+                subjects = params.get_list("for")
+                return self._page(
+                    [item for item in self.discussions if self.ignore_for or item["subject"]["id"] in subjects]
+                )
+            case ["api", "1", "reuses"]:
+                return self._page(self.reuses.get(params["dataset"], []))
+        return self._missing(404)
+
+    def _metrics(self, request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        if request.url.path != "/api/datasets/data/" or int(params.get("page_size", "20")) > 50:
+            return httpx.Response(400, json={"message": "bad request"})
+        rows = [
+            row
+            for row in self.metrics
+            if params.get("dataset_id__exact", row["dataset_id"]) == row["dataset_id"]
+            and params.get("organization_id__exact", row["organization_id"]) == row["organization_id"]
+            and row["metric_month"] >= params.get("metric_month__greater", "")
+        ]
+        rows.sort(key=lambda row: row["metric_month"])
+        return httpx.Response(
+            200, json={"data": rows, "links": {"next": None, "prev": None}, "meta": {"page": 1, "total": len(rows)}}
+        )
+
+    @staticmethod
+    def _page(items: list[dict[str, Any]]) -> httpx.Response:
+        return httpx.Response(200, json={"data": items, "page": 1, "total": len(items), "next_page": None})
+
+    @staticmethod
+    def _missing(status: int) -> httpx.Response:
+        return httpx.Response(status, json={"message": "Not found" if status == 404 else "Dataset has been deleted"})
+
+    def calls(self, path: str) -> list[httpx.QueryParams]:
+        """Query params of every request made to ``path`` (any host)."""
+        return [request.url.params for request in self.requests if request.url.path == path]
+
+    def paths(self, prefix: str) -> list[str]:
+        return [request.url.path for request in self.requests if request.url.path.startswith(prefix)]
+
+
+def run(portal: FakePortal, use: Callable[[Udata], Awaitable[Any]]) -> Any:
+    async def no_sleep(delay: float) -> None:
+        raise AssertionError(f"unexpected retry (sleep {delay})")
+
+    async def main() -> Any:
+        async with PortalClient(
+            transport=httpx.MockTransport(portal.handle), sleep=no_sleep, rng=random.Random(0)
+        ) as client:
+            return await use(Udata(client, PORTAL, METRICS))
+
+    return asyncio.run(main())
+
+
+def run_crawl(portal: FakePortal, **options: Any) -> Crawl:
+    settings: dict[str, Any] = {
+        "organizations": ["org-a"],
+        "dataset_keys": [D1, D2, D4, GONE],
+        "run_date": RUN_DATE,
+        "with_metrics_history": {D1, D4},
+    }
+    settings.update(options)
+    return run(portal, lambda udata: crawl(udata, **settings))
+
+
+def rows_of(portal: FakePortal, key: str, since: str = "") -> list[dict[str, Any]]:
+    return [row for row in portal.metrics if row["dataset_id"] == key and row["metric_month"] >= since]
+
+
+# --- month_start and partition keys -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("date", "months_back", "expected"),
+    [
+        (dt.date(2026, 1, 15), 2, "2025-11"),
+        (dt.date(2026, 3, 1), 0, "2026-03"),
+        (dt.date(2026, 1, 31), 1, "2025-12"),
+        (dt.date(2026, 12, 1), 11, "2026-01"),
+        (dt.date(2026, 12, 31), 12, "2025-12"),
+        (dt.date(2026, 1, 1), 25, "2023-12"),
+    ],
+)
+def test_month_start(date: dt.date, months_back: int, expected: str) -> None:
+    assert month_start(date, months_back) == expected
+
+
+@pytest.mark.parametrize("key", [D1, "my-dataset-slug", "a"])
+def test_validate_partition_key_accepts_ids_and_slugs(key: str) -> None:
+    assert validate_partition_key(key) == key
+
+
+@pytest.mark.parametrize(
+    "key", ["", " ", "\t", "a,b", "a|b", "a[0]", "a]", "[a", " abc", "abc ", "abc\n", "a b", "a...b"], ids=repr
+)
+def test_validate_partition_key_refuses_forbidden_characters_blanks_and_empty(key: str) -> None:
+    with pytest.raises(ValueError, match="cannot be a partition key"):
+        validate_partition_key(key)
+
+
+# --- discover -----------------------------------------------------------------------------------------------
+
+
+def test_discover_resolves_the_organization_slug_and_appends_extra_datasets() -> None:
+    """Org datasets first (listed by id), then extras resolved to ids; a 410 extra is kept as given; no duplicates."""
+    portal = FakePortal()
+
+    keys = run(portal, lambda udata: discover(udata, ["org-a"], ["four", "old-slug", D1]))
+
+    assert keys == [D1, D2, D3, D4, "old-slug"]
+    assert portal.paths("/api/1/organizations/") == ["/api/1/organizations/org-a/"]
+    (listing,) = portal.calls("/api/1/datasets/")
+    assert listing["organization"] == ORG_A
+    listing_request = next(request for request in portal.requests if request.url.path == "/api/1/datasets/")
+    assert listing_request.headers["X-Fields"] == "data{id},next_page"
+
+
+def test_discover_refuses_an_unknown_organization() -> None:
+    with pytest.raises(PortalError, match="no-such-org"):
+        run(FakePortal(), lambda udata: discover(udata, ["no-such-org"], []))
+
+
+# --- crawl --------------------------------------------------------------------------------------------------
+
+
+def test_crawl_resolves_organization_slug_and_filters_listing_by_id() -> None:
+    portal = FakePortal()
+
+    result = run_crawl(portal)
+
+    assert portal.calls("/api/1/organizations/org-a/")
+    assert [params["organization"] for params in portal.calls("/api/1/datasets/")] == [ORG_A]
+    # Org B publishes the extra dataset D4: resolved too.
+    assert set(result.organizations) == {ORG_A, ORG_B}
+    assert result.organizations[ORG_A]["slug"] == "org-a"
+
+
+def test_crawl_takes_listed_datasets_from_the_listing_and_fetches_the_others_one_by_one() -> None:
+    """D1/D2 come from the org listing (not fetched alone); D3 is listed but not followed; GONE lands in `gone`."""
+    portal = FakePortal()
+
+    result = run_crawl(portal)
+
+    assert set(result.datasets) == {D1, D2, D4}
+    assert result.datasets[D4]["slug"] == "four"
+    assert result.gone == {GONE: 410}
+    singles = sorted(path for path in portal.paths("/api/1/datasets/") if path != "/api/1/datasets/")
+    assert singles == [
+        f"/api/1/datasets/{D4}/",
+        f"/api/1/datasets/{GONE}/",
+    ]
+
+
+def test_crawl_records_a_404_dataset_as_gone_with_404() -> None:
+    portal = FakePortal()
+    unknown = "888888888888888888888888"
+
+    result = run_crawl(portal, dataset_keys=[D1, unknown, GONE])
+
+    assert result.gone == {unknown: 404, GONE: 410}
+    assert set(result.datasets) == {D1}
+
+
+def test_crawl_fetches_reuses_only_for_datasets_with_a_reuse_counter() -> None:
+    portal = FakePortal()
+
+    result = run_crawl(portal)
+
+    assert [params["dataset"] for params in portal.calls("/api/1/reuses/")] == [D1]
+    assert result.reuses == {D1: portal.reuses[D1]}
+
+
+def test_crawl_requests_discussions_with_repeated_for_params_and_assigns_them_by_subject() -> None:
+    portal = FakePortal()
+
+    result = run_crawl(portal)
+
+    (params,) = portal.calls("/api/1/discussions/")
+    assert sorted(params.get_list("for")) == [D1, D2, D4]
+    assert GONE not in params.get_list("for")
+    assert {key: [item["id"] for item in items] for key, items in result.discussions.items()} == {
+        D1: ["c1", "c3"],
+        D4: ["c2"],
+    }
+
+
+def test_crawl_drops_discussions_about_datasets_it_does_not_follow() -> None:
+    """Defensive: discussions whose subject is not a crawled dataset (or has no subject) are not assigned."""
+    portal = FakePortal(ignore_for=True)
+    portal.discussions.append({"id": "c5", "title": "orphan", "subject": None, "discussion": []})
+
+    result = run_crawl(portal)
+
+    assert {key: [item["id"] for item in items] for key, items in result.discussions.items()} == {
+        D1: ["c1", "c3"],
+        D4: ["c2"],
+    }
+
+
+def test_crawl_fetches_recent_months_in_bulk_for_datasets_with_history_and_full_history_for_the_others() -> None:
+    portal = FakePortal()
+
+    result = run_crawl(portal)
+
+    calls = portal.calls("/api/datasets/data/")
+    by_org = [params for params in calls if "organization_id__exact" in params]
+    by_dataset = {params["dataset_id__exact"]: params for params in calls if "dataset_id__exact" in params}
+    assert len(calls) == len(by_org) + len(by_dataset)
+    # D1: listed by org A with stored history -> one bulk call for org A, from two months before the run month.
+    assert len(by_org) == 1
+    assert by_org[0]["organization_id__exact"] == ORG_A
+    assert by_org[0]["metric_month__greater"] == "2025-11"
+    assert "dataset_id__exact" not in by_org[0]
+    # D2: no history -> its whole history; D4: history but not listed by a followed org -> alone, recent months.
+    assert set(by_dataset) == {D2, D4}
+    assert "metric_month__greater" not in by_dataset[D2]
+    assert by_dataset[D4]["metric_month__greater"] == "2025-11"
+    assert all(int(params["page_size"]) <= 50 for params in calls)
+
+    assert result.metrics == {
+        D1: rows_of(portal, D1, "2025-11"),
+        D2: rows_of(portal, D2),
+        D4: rows_of(portal, D4, "2025-11"),
+    }
+
+
+def test_crawl_metrics_since_forces_per_dataset_fetches_from_that_month() -> None:
+    portal = FakePortal()
+
+    result = run_crawl(portal, metrics_since="2025-10")
+
+    calls = portal.calls("/api/datasets/data/")
+    assert not [params for params in calls if "organization_id__exact" in params]
+    assert sorted(params["dataset_id__exact"] for params in calls) == [D1, D2, D4]
+    assert {params["metric_month__greater"] for params in calls} == {"2025-10"}
+    assert result.metrics == {key: rows_of(portal, key, "2025-10") for key in (D1, D2, D4)}
+
+
+def test_crawl_gives_an_empty_metrics_list_to_a_bulk_dataset_without_rows() -> None:
+    portal = FakePortal()
+    portal.metrics = [row for row in portal.metrics if row["dataset_id"] != D1]
+
+    result = run_crawl(portal)
+
+    assert result.metrics[D1] == []
+    assert D3 not in result.metrics  # org A's bulk rows of datasets not followed are dropped
+
+
+def test_crawl_goes_on_when_the_organization_of_an_extra_dataset_is_gone() -> None:
+    portal = FakePortal()
+    del portal.organizations[ORG_B]
+    result = run_crawl(portal)
+    assert D4 in result.datasets and ORG_B not in result.organizations
+    assert set(result.organizations) == {ORG_A}
