@@ -14,11 +14,19 @@ from usage_pipeline.ingest.assets import RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.warehouse import sql_string
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
-_COLUMN_LINE = re.compile(r"^\s{2,}(\w+):\s*(.+)$")
+_COLUMN_LINE = re.compile(r"^\s{2,}(\w+)\s+([A-Z][A-Z0-9_ ()\[\],]*?):\s*(.+)$")
 
 
 class ModelError(ValueError):
     """A SQL model file is malformed; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A documented column: its DuckDB type and what it means."""
+
+    type: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,7 @@ class SqlModel:
     name: str
     description: str
     grain: tuple[str, ...]
-    columns: dict[str, str]
+    columns: dict[str, Column]
     sql: str
 
     @property
@@ -53,7 +61,7 @@ class SqlModel:
 
 
 def parse_model(path: Path) -> SqlModel:
-    """Read a model file: `-- schema.table`, description lines, `-- grain: a, b`, `-- columns:` then `--   c: text`."""
+    """Read a model file: `-- schema.table`, description, `-- grain: a, b`, `-- columns:`, `--   name TYPE: text`."""
     text = path.read_text(encoding="utf-8")
     header = [line[2:].rstrip() for line in text.splitlines() if line.startswith("--")]
     sql = "\n".join(line for line in text.splitlines() if not line.startswith("--")).strip().rstrip(";")
@@ -67,11 +75,11 @@ def parse_model(path: Path) -> SqlModel:
         elif line.strip() == "columns:":
             in_columns = True
         elif in_columns and (match := _COLUMN_LINE.match(line)):
-            columns[match.group(1)] = match.group(2).strip()
+            columns[match.group(1)] = Column(match.group(2).strip(), match.group(3).strip())
         elif not in_columns:
             description.append(line.strip())
         else:
-            raise ModelError(f"{path}: cannot read the column line {line!r} (expected `--   name: description`)")
+            raise ModelError(f"{path}: cannot read the column line {line!r} (expected `--   name TYPE: description`)")
     if not grain or not columns:
         raise ModelError(f"{path}: the header needs a `-- grain: ...` line and a `-- columns:` list")
     try:
@@ -103,15 +111,20 @@ def materialize_model(conn: duckdb.DuckDBPyConnection, model: SqlModel) -> int:
             raise ModelError(
                 f"{model.path}: the select returns columns {actual} but the header documents {list(model.columns)}"
             )
-        conn.execute(f"COMMENT ON TABLE {model.table} IS {sql_string(model.description)}")
-        for column, description in model.columns.items():
-            conn.execute(f"COMMENT ON COLUMN {model.table}.{column} IS {sql_string(description)}")
+        comment_model(conn, model, model.table)
         rows = conn.execute(f"SELECT count(*) FROM {model.table}").fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     return rows
+
+
+def comment_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, table: str) -> None:
+    """Put the header's table and column descriptions in the DuckDB catalog (BI tools show them)."""
+    conn.execute(f"COMMENT ON TABLE {table} IS {sql_string(model.description)}")
+    for name, column in model.columns.items():
+        conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(column.description)}")
 
 
 def build_model_asset(model: SqlModel, all_models: list[SqlModel]) -> dg.AssetsDefinition:
@@ -130,7 +143,10 @@ def build_model_asset(model: SqlModel, all_models: list[SqlModel]) -> dg.AssetsD
             "grain": ", ".join(model.grain),
             "sql_file": str(model.path.relative_to(SQL_DIR.parent)),
             "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name, description=text) for name, text in model.columns.items()]
+                columns=[
+                    dg.TableColumn(name, type=column.type, description=column.description)
+                    for name, column in model.columns.items()
+                ]
             ),
         },
     )

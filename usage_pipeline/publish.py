@@ -13,7 +13,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
-from usage_pipeline.models import SqlModel
+from usage_pipeline.models import SqlModel, comment_model
 from usage_pipeline.warehouse import sql_string
 
 PUBLISHED_SCHEMA = "reporting"
@@ -35,9 +35,7 @@ def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_d
             for model in models:
                 target = f"publication.{PUBLISHED_SCHEMA}.{model.name}"
                 conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {model.table}")
-                conn.execute(f"COMMENT ON TABLE {target} IS {sql_string(model.description)}")
-                for column, description in model.columns.items():
-                    conn.execute(f"COMMENT ON COLUMN {target}.{column} IS {sql_string(description)}")
+                comment_model(conn, model, target)
                 rows[model.name] = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
                 parquet = parquet_dir / f".{model.name}.{token}.tmp"
                 conn.execute(f"COPY {model.table} TO {sql_string(str(parquet))} (FORMAT parquet)")

@@ -11,8 +11,8 @@ HEADER = """-- reporting.example
 -- An example table.
 -- grain: id
 -- columns:
---   id: The id.
---   label: The label.
+--   id INTEGER: The id.
+--   label VARCHAR: The label.
 """
 
 

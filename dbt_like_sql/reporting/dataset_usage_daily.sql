@@ -4,17 +4,17 @@
 -- fetched later: a day without a run has no row, and the next delta covers the whole gap.
 -- grain: dataset_id, date
 -- columns:
---   dataset_id: data.gouv.fr dataset id.
---   organization_id: Id of the organization publishing the dataset that day.
---   date: Snapshot date (the run's logical date).
---   views: Cumulative visits of the dataset page.
---   downloads: Cumulative downloads of all its resources.
---   followers: Users following the dataset.
---   reuses: Visible reuses referencing the dataset.
---   discussions: Discussions opened on the dataset.
---   views_delta: views minus views at the dataset's previous snapshot; null on its first snapshot.
---   downloads_delta: downloads minus downloads at the previous snapshot; null on its first snapshot.
---   days_since_previous: Days between this snapshot and the previous one; null on the first.
+--   dataset_id VARCHAR: data.gouv.fr dataset id.
+--   organization_id VARCHAR: Id of the organization publishing the dataset that day.
+--   date DATE: Snapshot date (the run's logical date).
+--   views BIGINT: Cumulative visits of the dataset page.
+--   downloads BIGINT: Cumulative downloads of all its resources.
+--   followers BIGINT: Users following the dataset.
+--   reuses BIGINT: Visible reuses referencing the dataset.
+--   discussions BIGINT: Discussions opened on the dataset.
+--   views_delta BIGINT: views minus views at the dataset's previous snapshot; null on its first snapshot.
+--   downloads_delta BIGINT: downloads minus downloads at the previous snapshot; null on its first snapshot.
+--   days_since_previous BIGINT: Days between this snapshot and the previous one; null on the first.
 select
     dataset_id,
     organization_id,

@@ -5,12 +5,12 @@
 -- null value counts as 0.
 -- grain: dataset_id, month
 -- columns:
---   dataset_id: data.gouv.fr dataset id.
---   month: The month, YYYY-MM.
---   visits: Visits of the dataset page during the month.
---   downloads: Downloads of the dataset's resources during the month.
---   is_complete: False for the month of the fetch itself, still being counted.
---   fetched_on: Snapshot date of the fetch these figures come from.
+--   dataset_id VARCHAR: data.gouv.fr dataset id.
+--   month VARCHAR: The month, YYYY-MM.
+--   visits BIGINT: Visits of the dataset page during the month.
+--   downloads BIGINT: Downloads of the dataset's resources during the month.
+--   is_complete BOOLEAN: False for the month of the fetch itself, still being counted.
+--   fetched_on DATE: Snapshot date of the fetch these figures come from.
 with latest as (
     select dataset_id, metric_month, snapshot_date, payload
     from raw.metrics_monthly

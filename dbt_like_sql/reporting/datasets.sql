@@ -3,19 +3,19 @@
 -- still live on the portal, from its latest snapshot.
 -- grain: dataset_id
 -- columns:
---   dataset_id: data.gouv.fr dataset id.
---   organization_id: Id of the organization publishing the dataset (from its latest live snapshot).
---   organization_name: Name of that organization.
---   title: Dataset title (from its latest live snapshot).
---   slug: Dataset slug.
---   page_url: The dataset's page on the portal.
---   created_at: When the dataset was created on the portal.
---   last_update: When its data last changed, as the portal computes it.
---   frequency: Declared update frequency (udata id).
---   status: active, archived, or gone (the latest snapshot answered 404 or 410).
---   gone_since: First snapshot date of the current run of 404/410 answers; null unless gone.
---   first_snapshot_date: First snapshot date of the dataset.
---   last_snapshot_date: Latest snapshot date of the dataset.
+--   dataset_id VARCHAR: data.gouv.fr dataset id.
+--   organization_id VARCHAR: Id of the organization publishing the dataset (from its latest live snapshot).
+--   organization_name VARCHAR: Name of that organization.
+--   title VARCHAR: Dataset title (from its latest live snapshot).
+--   slug VARCHAR: Dataset slug.
+--   page_url VARCHAR: The dataset's page on the portal.
+--   created_at TIMESTAMP WITH TIME ZONE: When the dataset was created on the portal.
+--   last_update TIMESTAMP WITH TIME ZONE: When its data last changed, as the portal computes it.
+--   frequency VARCHAR: Declared update frequency (udata id).
+--   status VARCHAR: active, archived, or gone (the latest snapshot answered 404 or 410).
+--   gone_since DATE: First snapshot date of the current run of 404/410 answers; null unless gone.
+--   first_snapshot_date DATE: First snapshot date of the dataset.
+--   last_snapshot_date DATE: Latest snapshot date of the dataset.
 with live as (
     select *
     from staging.dataset_snapshots

@@ -5,18 +5,18 @@
 -- awaiting_producer.
 -- grain: discussion_id
 -- columns:
---   discussion_id: data.gouv.fr discussion id.
---   dataset_id: The dataset the discussion is about.
---   organization_id: The dataset's organization (the producer).
---   title: Discussion title.
---   url: The discussion on the portal's dataset page.
---   opened_by: Public slug of the user who opened the discussion.
---   created_at: When the discussion was opened.
---   closed_at: When it was closed; null while open.
---   n_messages: Messages in the thread, the opening one included.
---   last_message_at: When the latest message was posted.
---   first_response_at: First producer message after the opening one; null if the producer never answered.
---   status: closed, answered or awaiting_producer (see the table description).
+--   discussion_id VARCHAR: data.gouv.fr discussion id.
+--   dataset_id VARCHAR: The dataset the discussion is about.
+--   organization_id VARCHAR: The dataset's organization (the producer).
+--   title VARCHAR: Discussion title.
+--   url VARCHAR: The discussion on the portal's dataset page.
+--   opened_by VARCHAR: Public slug of the user who opened the discussion.
+--   created_at TIMESTAMP WITH TIME ZONE: When the discussion was opened.
+--   closed_at TIMESTAMP WITH TIME ZONE: When it was closed; null while open.
+--   n_messages BIGINT: Messages in the thread, the opening one included.
+--   last_message_at TIMESTAMP WITH TIME ZONE: When the latest message was posted.
+--   first_response_at TIMESTAMP WITH TIME ZONE: First producer message after the opening one; null if the producer never answered.
+--   status VARCHAR: closed, answered or awaiting_producer (see the table description).
 with latest as (
     select dataset_id, discussion_id, payload
     from raw.discussions

@@ -4,14 +4,14 @@
 -- the resource's previous snapshot.
 -- grain: resource_id, dataset_id, date
 -- columns:
---   resource_id: data.gouv.fr resource id.
---   dataset_id: The dataset holding the resource.
---   date: Snapshot date.
---   title: Resource title.
---   format: Declared format (csv, json, zip...).
---   resource_type: main, documentation, update, api, code or other.
---   downloads: Cumulative downloads of the resource.
---   downloads_delta: downloads minus downloads at the resource's previous snapshot; null on its first.
+--   resource_id VARCHAR: data.gouv.fr resource id.
+--   dataset_id VARCHAR: The dataset holding the resource.
+--   date DATE: Snapshot date.
+--   title VARCHAR: Resource title.
+--   format VARCHAR: Declared format (csv, json, zip...).
+--   resource_type VARCHAR: main, documentation, update, api, code or other.
+--   downloads BIGINT: Cumulative downloads of the resource.
+--   downloads_delta BIGINT: downloads minus downloads at the resource's previous snapshot; null on its first.
 with resources as (
     select
         dataset_id,

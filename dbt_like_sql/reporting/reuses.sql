@@ -3,15 +3,15 @@
 -- and when it appeared on and was last seen on that dataset.
 -- grain: reuse_id, dataset_id
 -- columns:
---   reuse_id: data.gouv.fr reuse id.
---   dataset_id: A followed dataset the reuse references.
---   title: Reuse title.
---   type: Kind of reuse: api, application, idea, news_article, paper, post, visualization or hardware.
---   url: The reuse's own address (the application, article or visualization).
---   page_url: The reuse's page on the portal.
---   created_at: When the reuse was published on the portal.
---   first_seen_date: First snapshot date on which the reuse appeared on that dataset.
---   last_seen_date: Latest snapshot date on which the reuse appeared on that dataset.
+--   reuse_id VARCHAR: data.gouv.fr reuse id.
+--   dataset_id VARCHAR: A followed dataset the reuse references.
+--   title VARCHAR: Reuse title.
+--   type VARCHAR: Kind of reuse: api, application, idea, news_article, paper, post, visualization or hardware.
+--   url VARCHAR: The reuse's own address (the application, article or visualization).
+--   page_url VARCHAR: The reuse's page on the portal.
+--   created_at TIMESTAMP WITH TIME ZONE: When the reuse was published on the portal.
+--   first_seen_date DATE: First snapshot date on which the reuse appeared on that dataset.
+--   last_seen_date DATE: Latest snapshot date on which the reuse appeared on that dataset.
 select
     reuse_id,
     dataset_id,

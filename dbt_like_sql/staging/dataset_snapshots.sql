@@ -3,23 +3,23 @@
 -- counters and descriptive fields when it answered 200, or only the 404/410 status of a gone dataset.
 -- grain: dataset_id, snapshot_date
 -- columns:
---   dataset_id: data.gouv.fr dataset id.
---   snapshot_date: The run's logical date on which the portal was read.
---   http_status: 200 for a live dataset, 404 (unknown or private) or 410 (deleted) for a gone one.
---   title: Dataset title.
---   slug: Dataset slug (the last part of its page URL).
---   organization_id: Id of the organization publishing the dataset (null for a user's dataset).
---   organization_name: Name of that organization.
---   page_url: The dataset's page on the portal.
---   created_at: When the dataset was created on the portal.
---   last_update: When its data (resources) last changed, as the portal computes it.
---   archived_at: When the dataset was archived; null when it is not archived.
---   frequency: Declared update frequency (udata id such as monthly, daily, irregular).
---   views: Cumulative visits of the dataset page (metrics.views).
---   downloads: Cumulative downloads of all its resources (metrics.resources_downloads).
---   followers: Users following the dataset.
---   reuses: Visible reuses referencing the dataset.
---   discussions: Discussions opened on the dataset.
+--   dataset_id VARCHAR: data.gouv.fr dataset id.
+--   snapshot_date DATE: The run's logical date on which the portal was read.
+--   http_status INTEGER: 200 for a live dataset, 404 (unknown or private) or 410 (deleted) for a gone one.
+--   title VARCHAR: Dataset title.
+--   slug VARCHAR: Dataset slug (the last part of its page URL).
+--   organization_id VARCHAR: Id of the organization publishing the dataset (null for a user's dataset).
+--   organization_name VARCHAR: Name of that organization.
+--   page_url VARCHAR: The dataset's page on the portal.
+--   created_at TIMESTAMP WITH TIME ZONE: When the dataset was created on the portal.
+--   last_update TIMESTAMP WITH TIME ZONE: When its data (resources) last changed, as the portal computes it.
+--   archived_at TIMESTAMP WITH TIME ZONE: When the dataset was archived; null when it is not archived.
+--   frequency VARCHAR: Declared update frequency (udata id such as monthly, daily, irregular).
+--   views BIGINT: Cumulative visits of the dataset page (metrics.views).
+--   downloads BIGINT: Cumulative downloads of all its resources (metrics.resources_downloads).
+--   followers BIGINT: Users following the dataset.
+--   reuses BIGINT: Visible reuses referencing the dataset.
+--   discussions BIGINT: Discussions opened on the dataset.
 select
     dataset_id,
     snapshot_date,

@@ -4,16 +4,16 @@
 -- in the name of that organization.
 -- grain: discussion_id, position
 -- columns:
---   discussion_id: data.gouv.fr discussion id.
---   dataset_id: The dataset the discussion is about.
---   organization_id: The dataset's organization (the producer).
---   position: 0 for the opening message, then 1, 2... in the order of the thread.
---   posted_at: When the message was posted.
---   author_id: data.gouv.fr user id of the author.
---   author_slug: Public slug of the author.
---   posted_as_organization_id: The organization the message was posted in the name of, if any.
---   is_producer: True when the producer wrote the message (see the table description).
---   content: The message text (markdown).
+--   discussion_id VARCHAR: data.gouv.fr discussion id.
+--   dataset_id VARCHAR: The dataset the discussion is about.
+--   organization_id VARCHAR: The dataset's organization (the producer).
+--   position BIGINT: 0 for the opening message, then 1, 2... in the order of the thread.
+--   posted_at TIMESTAMP WITH TIME ZONE: When the message was posted.
+--   author_id VARCHAR: data.gouv.fr user id of the author.
+--   author_slug VARCHAR: Public slug of the author.
+--   posted_as_organization_id VARCHAR: The organization the message was posted in the name of, if any.
+--   is_producer BOOLEAN: True when the producer wrote the message (see the table description).
+--   content VARCHAR: The message text (markdown).
 with dataset_organizations as (
     select dataset_id, arg_max(organization_id, snapshot_date) as organization_id
     from staging.dataset_snapshots

@@ -3,11 +3,11 @@
 -- organization's datasets is the producer speaking (people who left still count for their past answers).
 -- grain: organization_id, user_id
 -- columns:
---   organization_id: data.gouv.fr organization id.
---   user_id: data.gouv.fr user id of the member.
---   role: The member's role (admin, editor, partial_editor) in the latest snapshot that lists them.
---   first_seen_date: First snapshot date listing the user as a member.
---   last_seen_date: Last snapshot date listing the user as a member.
+--   organization_id VARCHAR: data.gouv.fr organization id.
+--   user_id VARCHAR: data.gouv.fr user id of the member.
+--   role VARCHAR: The member's role (admin, editor, partial_editor) in the latest snapshot that lists them.
+--   first_seen_date DATE: First snapshot date listing the user as a member.
+--   last_seen_date DATE: Last snapshot date listing the user as a member.
 with members as (
     select
         organization_id,
