@@ -92,7 +92,15 @@ def refresh(
             for event in result.all_events
             if event.is_step_failure
         ]
-        raise RefreshFailed(f"run {result.run_id} failed for {date}:\n  " + "\n  ".join(failures or ["unknown error"]))
+        failures += [
+            _failed_check(evaluation)
+            for evaluation in result.get_asset_check_evaluations()
+            if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        ]
+        raise RefreshFailed(
+            f"run {result.run_id} failed for {date}; nothing was published:\n  "
+            + "\n  ".join(failures or ["unknown error"])
+        )
     outcome = RefreshOutcome(date=date, datasets=len(keys), new_datasets=new, run_id=result.run_id)
     with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
         for (table,) in published.execute(
@@ -113,6 +121,21 @@ def _root_cause(error: "dg.SerializableErrorInfo | None") -> str:
     while error is not None and error.cause is not None:
         error = error.cause
     return error.message.strip() if error else "unknown error"
+
+
+def _failed_check(evaluation: dg.AssetCheckEvaluation) -> str:
+    """A blocking check that failed: its name, the datasets, the expectations and a few offending rows."""
+    metadata = {key: value.value for key, value in evaluation.metadata.items()}
+    lines = [
+        f"check {evaluation.check_name} on {evaluation.asset_key.to_user_string()} failed for datasets "
+        f"{metadata.get('failing_datasets', [])}"
+    ]
+    for failure in metadata.get("failed_expectations", []):
+        lines.append(
+            f"    {failure['expectation']} {failure['kwargs']}: {failure['unexpected_count']} rows, "
+            f"e.g. {failure['sample'][:3]}"
+        )
+    return "\n".join(lines)
 
 
 def print_summary(outcome: RefreshOutcome, settings: Settings) -> None:

@@ -5,13 +5,16 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.checks.freshness import build_freshness
+from usage_pipeline.checks.raw import raw_checks
+from usage_pipeline.checks.reporting import reporting_checks
 from usage_pipeline.ingest.assets import build_raw_snapshot_asset
 from usage_pipeline.ingest.partitions import dataset_date_partitions
-from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, daily_refresh_schedule
+from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.models import build_model_asset, load_models
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.publish import build_publish_asset
+from usage_pipeline.publish import QUALITY_DOCS, build_publish_asset
 from usage_pipeline.settings import Settings
 
 # The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
@@ -21,22 +24,30 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, the daily job, its schedule, the discovery sensor and resources for ``settings``."""
     models = load_models()
+    docs = settings.published_dir / QUALITY_DOCS
     assets = [
-        build_raw_snapshot_asset(dataset_date_partitions(settings.start_date)),
-        *(build_model_asset(model, models) for model in models),
+        build_raw_snapshot_asset(
+            dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance), docs
+        ),
+        *(
+            build_model_asset(model, models, reporting_checks(model) if model.schema == "reporting" else [], docs)
+            for model in models
+        ),
         build_publish_asset(models, settings.published_dir),
     ]
+    freshness, freshness_schedule = build_freshness(settings.freshness_hour, TIMEZONE)
     daily_job = dg.define_asset_job(
         DAILY_JOB_NAME,
-        selection=dg.AssetSelection.all(),
+        selection=dg.AssetSelection.all() - dg.AssetSelection.checks(freshness),
         executor_def=dg.in_process_executor,  # one process, one DuckDB writer at a time
         description="Snapshot every followed dataset for one date (one run), rebuild the models, publish.",
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
         assets=assets,
+        asset_checks=[freshness],
         jobs=[daily_job],
-        schedules=[daily_refresh_schedule],
+        schedules=[daily_refresh_schedule, freshness_schedule],
         sensors=[dataset_discovery_sensor],
         resources={
             "udata": UdataResource.from_settings(settings),

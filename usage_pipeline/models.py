@@ -1,5 +1,6 @@
 """dbt_like_sql/<schema>/<table>.sql -> one Dagster asset per table; dependencies parsed from the SQL."""
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +11,13 @@ import sqlglot
 from dagster_duckdb import DuckDBResource
 from sqlglot import exp
 
-from usage_pipeline.ingest.assets import RAW_TABLE_ASSETS, WAREHOUSE_POOL
+from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, run_check, validator_for
+from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
+from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.warehouse import sql_string
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
+QUALITY_RESULTS = "quality.check_results"
 _COLUMN_LINE = re.compile(r"^\s{2,}(\w+)\s+([A-Z][A-Z0-9_ ()\[\],]*?):\s*(.+)$")
 
 
@@ -92,7 +96,7 @@ def parse_model(path: Path) -> SqlModel:
 def load_models(sql_dir: Path = SQL_DIR) -> list[SqlModel]:
     """Every model under ``sql_dir``, each checked to read only raw tables or other models."""
     models = [parse_model(path) for path in sorted(sql_dir.glob("*/*.sql"))]
-    known = {model.table for model in models} | set(RAW_TABLE_ASSETS)
+    known = {model.table for model in models} | set(RAW_TABLE_ASSETS) | {QUALITY_RESULTS}
     for model in models:
         unknown = model.upstream_tables() - known
         if unknown:
@@ -127,10 +131,29 @@ def comment_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, table: str) 
         conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(column.description)}")
 
 
-def build_model_asset(model: SqlModel, all_models: list[SqlModel]) -> dg.AssetsDefinition:
-    """The asset that rebuilds one model table from its upstream tables."""
-    by_table = {other.table: other.asset_key for other in all_models} | RAW_TABLE_ASSETS
-    deps = sorted({by_table[table] for table in model.upstream_tables()}, key=lambda key: key.to_user_string())
+def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
+    """The assets that write each table a model may read.
+
+    quality.check_results is written by the checks of the raw asset and of every reporting model that does
+    not read it itself.
+    """
+    checked = {model.asset_key for model in models if model.schema == "reporting"}
+    readers = {model.asset_key for model in models if QUALITY_RESULTS in model.upstream_tables()}
+    return (
+        {table: {key} for table, key in RAW_TABLE_ASSETS.items()}
+        | {model.table: {model.asset_key} for model in models}
+        | {QUALITY_RESULTS: {RAW_SNAPSHOT_KEY} | (checked - readers)}
+    )
+
+
+def build_model_asset(
+    model: SqlModel, all_models: list[SqlModel], checks: list[Check], quality_docs: Path
+) -> dg.AssetsDefinition:
+    """The asset that rebuilds one model table from its upstream tables, then runs its checks."""
+    by_table = producers(all_models)
+    deps = sorted(
+        {key for table in model.upstream_tables() for key in by_table[table]}, key=lambda key: key.to_user_string()
+    )
 
     @dg.asset(
         key=model.asset_key,
@@ -149,11 +172,26 @@ def build_model_asset(model: SqlModel, all_models: list[SqlModel]) -> dg.AssetsD
                 ]
             ),
         },
+        check_specs=[
+            dg.AssetCheckSpec(check.name, asset=model.asset_key, blocking=check.blocking, description=check.description)
+            for check in checks
+        ],
     )
-    def _model(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _model(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+        scope = RunScope(context.run_id, run_date(context.run.tags) or dt.date.today())
+        validator = validator_for(context.run_id)
         with warehouse.get_connection() as conn:
             rows = materialize_model(conn, model)
+            outcomes = [run_check(conn, validator, check, model.asset_key.to_user_string(), scope) for check in checks]
+            record_outcomes(conn, outcomes, scope)
         context.log.info(f"{model.table}: {rows} rows")
-        return dg.MaterializeResult(metadata={"dagster/row_count": rows})
+        for outcome in outcomes:
+            if not outcome.passed:
+                context.log.warning(outcome.summary())
+        if not all(outcome.passed for outcome in outcomes):
+            validator.build_data_docs(quality_docs)  # publication may not happen this run
+        yield dg.MaterializeResult(metadata={"dagster/row_count": rows})
+        for outcome in outcomes:
+            yield outcome.result(model.asset_key)
 
     return _model

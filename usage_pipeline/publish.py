@@ -12,12 +12,14 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.checks.validation import validator_for
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
 from usage_pipeline.models import SqlModel, comment_model
 from usage_pipeline.warehouse import sql_string
 
 PUBLISHED_SCHEMA = "reporting"
 PUBLISHED_KEY = dg.AssetKey(["published", "usage"])
+QUALITY_DOCS = "quality"  # Great Expectations Data Docs of the run's validations, under the published folder
 
 
 def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_dir: Path) -> dict[str, int]:
@@ -64,12 +66,14 @@ def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.Asset
         kinds={"duckdb", "parquet"},
         description=(
             f"The reporting tables for BI tools: {published_dir}/usage.duckdb (schema reporting, tables and "
-            f"columns described in the catalog) and {published_dir}/parquet/<table>.parquet, replaced atomically."
+            f"columns described in the catalog) and {published_dir}/parquet/<table>.parquet, replaced atomically; "
+            f"the Data Docs of the run's quality checks in {published_dir}/{QUALITY_DOCS}/."
         ),
     )
     def published_usage(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             rows = publish(conn, reporting, published_dir)
+        validator_for(context.run_id).build_data_docs(published_dir / QUALITY_DOCS)
         context.log.info(f"published {len(rows)} tables to {published_dir}")
         return dg.MaterializeResult(
             metadata={"rows": dg.MetadataValue.json(rows), "path": dg.MetadataValue.path(str(published_dir))}

@@ -26,6 +26,16 @@ def _positive_number(name: str, raw: str, kind: type[int] | type[float]) -> int 
     return value
 
 
+def _bounded_int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -39,6 +49,8 @@ class Settings:
     http_concurrency: int = 5
     http_timeout: float = 30.0
     http_max_elapsed: float = 300.0
+    discussion_count_tolerance: int = 2
+    freshness_hour: int = 12
 
     @property
     def warehouse_path(self) -> Path:
@@ -74,4 +86,8 @@ class Settings:
             http_max_elapsed=float(
                 _positive_number("USAGE_HTTP_MAX_ELAPSED", env.get("USAGE_HTTP_MAX_ELAPSED", "300"), float)
             ),
+            discussion_count_tolerance=_bounded_int(
+                "USAGE_DISCUSSION_COUNT_TOLERANCE", env.get("USAGE_DISCUSSION_COUNT_TOLERANCE", "2"), 0, 10**6
+            ),
+            freshness_hour=_bounded_int("USAGE_FRESHNESS_HOUR", env.get("USAGE_FRESHNESS_HOUR", "12"), 0, 23),
         )

@@ -87,15 +87,50 @@ RAW_TABLES: tuple[RawTable, ...] = (
 )
 
 
-def create_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the raw schema and tables if they do not exist, with their catalog comments."""
-    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+QUARANTINE_COLUMNS = {
+    "run_id": ("VARCHAR", "The Dagster run that fetched the rows."),
+    "rejected_at": ("TIMESTAMP WITH TIME ZONE", "When a blocking check rejected them."),
+    "failed_checks": ("VARCHAR[]", "The blocking checks the dataset failed in that run."),
+}
+CHECK_RESULTS_COLUMNS = {
+    "run_id": ("VARCHAR", "The Dagster run that evaluated the check."),
+    "run_date": ("DATE", "The run's logical date."),
+    "asset": ("VARCHAR", "The checked asset (raw/udata_snapshot, reporting/<table>)."),
+    "check_name": ("VARCHAR", "The check (an expectation suite)."),
+    "dataset_id": ("VARCHAR", "A dataset the check failed on; null on the check's summary row."),
+    "severity": ("VARCHAR", "ERROR (blocking: nothing downstream is built or published) or WARN."),
+    "passed": ("BOOLEAN", "True when every expectation held (on the summary row) or for that dataset."),
+    "observed": ("VARCHAR", "JSON: rows checked and failing count (summary) or the dataset's offending rows."),
+    "details": ("VARCHAR", "The expectations that failed, with their arguments."),
+    "evaluated_at": ("TIMESTAMP WITH TIME ZONE", "When the check ran."),
+}
+
+
+def _create(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, tuple[str, str]]) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, (t, _) in columns.items())})")
+    conn.execute(f"COMMENT ON TABLE {table} IS {sql_string(description)}")
+    for name, (_, text) in columns.items():
+        conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(text)}")
+
+
+def create_warehouse_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the raw, quarantine and quality schemas and tables if missing, with their catalog comments."""
+    for schema in ("raw", "quarantine", "quality"):
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in RAW_TABLES:
-        columns = ", ".join(f"{name} {kind}" for name, (kind, _) in table.columns.items())
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table.qualified} ({columns})")
-        conn.execute(f"COMMENT ON TABLE {table.qualified} IS {sql_string(table.description)}")
-        for name, (_, description) in table.columns.items():
-            conn.execute(f"COMMENT ON COLUMN {table.qualified}.{name} IS {sql_string(description)}")
+        _create(conn, table.qualified, table.description, table.columns)
+        _create(
+            conn,
+            f"quarantine.{table.name}",
+            f"Rows of raw.{table.name} that a blocking check rejected: kept for inspection, never used by models.",
+            table.columns | QUARANTINE_COLUMNS,
+        )
+    _create(
+        conn,
+        "quality.check_results",
+        "One row per check evaluation (dataset_id null) and per dataset it failed on.",
+        CHECK_RESULTS_COLUMNS,
+    )
 
 
 def sql_string(text: str) -> str:
@@ -103,28 +138,62 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def replace_partitions(
-    conn: duckdb.DuckDBPyConnection,
-    table: RawTable,
-    snapshot_date: dt.date,
-    key_column: str,
-    keys: Sequence[str],
-    rows: pl.DataFrame,
-) -> int:
-    """Delete the rows of (``keys``, ``snapshot_date``) then insert ``rows``; the caller holds the transaction."""
-    conn.execute(
-        f"DELETE FROM {table.qualified} WHERE snapshot_date = ? AND {key_column} IN (SELECT unnest(?::VARCHAR[]))",
-        [snapshot_date, list(keys)],
-    )
-    if rows.is_empty():
-        return 0
-    columns = list(table.columns)
-    conn.register("incoming_rows", rows.select(columns).to_arrow())
+def incoming(table: RawTable) -> str:
+    """The temporary table holding a run's new rows for ``table`` until the checks have passed on them."""
+    return f"incoming_{table.name}"
+
+
+def stage_incoming(conn: duckdb.DuckDBPyConnection, table: RawTable, rows: pl.DataFrame) -> None:
+    """Load the run's rows into the temporary table ``incoming(table)``, typed like the raw table."""
+    columns = ", ".join(f"{name}::{kind} AS {name}" for name, (kind, _) in table.columns.items())
+    conn.register("incoming_rows", rows.select(list(table.columns)).to_arrow())
     try:
-        conn.execute(f"INSERT INTO {table.qualified} ({', '.join(columns)}) SELECT * FROM incoming_rows")
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE {incoming(table)} AS SELECT {columns} FROM incoming_rows")
     finally:
         conn.unregister("incoming_rows")
-    return rows.height
+
+
+def accept_incoming(
+    conn: duckdb.DuckDBPyConnection,
+    table: RawTable,
+    replaced: dict[dt.date, Sequence[str]],
+    rejected: dict[str, list[str]],
+    run_id: str,
+) -> tuple[int, int]:
+    """Replace each date's partitions by the incoming rows, except rejected datasets' rows, which go to quarantine.
+
+    ``replaced`` maps a snapshot date to the keys whose partitions are replaced; ``rejected`` maps a dataset
+    to the blocking checks it failed (its raw rows keep their previous state). Returns (accepted, quarantined).
+    The caller holds the transaction.
+    """
+    key = "organization_id" if table.name == "organizations" else "dataset_id"
+    kept = [k for k in {k for keys in replaced.values() for k in keys} if k not in rejected]
+    for snapshot_date, keys in replaced.items():
+        conn.execute(
+            f"DELETE FROM {table.qualified} WHERE snapshot_date = ? AND {key} IN (SELECT unnest(?::VARCHAR[]))",
+            [snapshot_date, [k for k in keys if k not in rejected]],
+        )
+    columns = ", ".join(table.columns)
+    source = incoming(table)
+    accepted = conn.execute(
+        f"INSERT INTO {table.qualified} ({columns}) SELECT {columns} FROM {source} "
+        f"WHERE {key} IN (SELECT unnest(?::VARCHAR[]))",
+        [kept],
+    ).fetchone()[0]
+    if key != "dataset_id" or not rejected:
+        return accepted, 0
+    checks = pl.DataFrame({"dataset_id": list(rejected), "failed_checks": list(rejected.values())})
+    conn.register("rejected_datasets", checks.to_arrow())
+    try:
+        quarantined = conn.execute(
+            f"INSERT INTO quarantine.{table.name} SELECT {', '.join(f'incoming.{c}' for c in table.columns)}, "
+            f"?, now(), rejected.failed_checks FROM {source} AS incoming JOIN rejected_datasets AS rejected "
+            "USING (dataset_id)",
+            [run_id],
+        ).fetchone()[0]
+    finally:
+        conn.unregister("rejected_datasets")
+    return accepted, quarantined
 
 
 def datasets_with_metrics_history(conn: duckdb.DuckDBPyConnection, before: dt.date) -> set[str]:

@@ -1,6 +1,8 @@
 """End to end: `refresh` for two consecutive dates against a local portal serving the real sample."""
 
 import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ import pytest
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.settings import Settings
+from usage_pipeline_tests.conftest import FIXTURE, START_DATE, followed
 
 DAY_1 = dt.date(2026, 11, 20)
 DAY_2 = dt.date(2026, 11, 21)
@@ -73,28 +76,53 @@ def day_two_changes(world: World) -> None:
     )  # fmt: skip
 
 
-@pytest.fixture
-def two_days(settings: Settings, world: World, instance: dg.DagsterInstance, portal: PortalServer) -> World:
+@dataclass
+class TwoDays:
+    """The sample served locally, refreshed for DAY_1, changed, then refreshed for DAY_2."""
+
+    world: World
+    settings: Settings
+    instance: dg.DagsterInstance
+    answered_discussion: str
+
+
+@pytest.fixture(scope="module")
+def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
+    """Built once for the module: the tests below only read what the two refreshes published."""
+    root = tmp_path_factory.mktemp("two_days")
+    world = World.from_fixture(FIXTURE)
     add_metrics(world)
-    cli.refresh(settings, DAY_1, instance)
-    with world.lock:
-        day_two_changes(world)
-        awaiting = next(
-            d
-            for d in world.entries[GROWING]["discussions"]
-            if not d["closed"] and d["discussion"][-1]["posted_by"]["id"] == d["user"]["id"]
+    organizations, datasets = followed(world)
+    with PortalServer(world) as portal, pytest.MonkeyPatch.context() as env:
+        env.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+        settings = Settings(
+            portal_url=portal.url,
+            metrics_api_url=portal.url,
+            organizations=organizations,
+            datasets=datasets,
+            data_dir=root / "data",
+            start_date=START_DATE,
+            http_max_elapsed=10,
         )
-        member = world.organization_of(GROWING)["members"][0]["user"]
-        awaiting["discussion"].append(
-            {"content": "Merci, c'est corrigé.", "posted_on": "2026-11-21T08:00:00+00:00", "posted_by": member}
-        )
-        world.answered_discussion = awaiting["id"]
-    cli.refresh(settings, DAY_2, instance)
-    return world
+        instance = cli.dagster_instance(settings)
+        cli.refresh(settings, DAY_1, instance)
+        with world.lock:
+            day_two_changes(world)
+            awaiting = next(
+                d
+                for d in world.entries[GROWING]["discussions"]
+                if not d["closed"] and d["discussion"][-1]["posted_by"]["id"] == d["user"]["id"]
+            )
+            member = world.organization_of(GROWING)["members"][0]["user"]
+            awaiting["discussion"].append(
+                {"content": "Merci, c'est corrigé.", "posted_on": "2026-11-21T08:00:00+00:00", "posted_by": member}
+            )
+        cli.refresh(settings, DAY_2, instance)
+        yield TwoDays(world, settings, instance, awaiting["id"])
 
 
-def test_counters_and_deltas(two_days: World, settings: Settings, fixture_data: dict) -> None:
-    daily = published(settings, "SELECT * FROM reporting.dataset_usage_daily ORDER BY dataset_id, date")
+def test_counters_and_deltas(two_days: TwoDays, fixture_data: dict) -> None:
+    daily = published(two_days.settings, "SELECT * FROM reporting.dataset_usage_daily ORDER BY dataset_id, date")
     sample = {entry["dataset"]["id"]: entry["dataset"]["metrics"] for entry in fixture_data["datasets"]}
     day_1 = daily.filter(pl.col("date") == DAY_1)
     assert day_1.height == 15
@@ -110,8 +138,10 @@ def test_counters_and_deltas(two_days: World, settings: Settings, fixture_data: 
     assert day_2[NEW_REUSE_ON]["reuses"] == 1
 
 
-def test_resource_downloads(two_days: World, settings: Settings, fixture_data: dict) -> None:
-    rows = published(settings, "SELECT * FROM reporting.resource_downloads_daily WHERE date = DATE '2026-11-20'")
+def test_resource_downloads(two_days: TwoDays, fixture_data: dict) -> None:
+    rows = published(
+        two_days.settings, "SELECT * FROM reporting.resource_downloads_daily WHERE date = DATE '2026-11-20'"
+    )
     expected = {
         (resource["id"], entry["dataset"]["id"]): resource.get("metrics", {}).get("views", 0)
         for entry in fixture_data["datasets"]
@@ -120,17 +150,17 @@ def test_resource_downloads(two_days: World, settings: Settings, fixture_data: d
     assert (
         dict(zip(zip(rows["resource_id"], rows["dataset_id"], strict=True), rows["downloads"], strict=True)) == expected
     )
-    first = two_days.entries[GROWING]["resources"][0]["id"]
+    first = two_days.world.entries[GROWING]["resources"][0]["id"]
     delta = published(
-        settings,
+        two_days.settings,
         "SELECT downloads_delta FROM reporting.resource_downloads_daily "
         f"WHERE resource_id = '{first}' AND date = '{DAY_2}'",
     )
     assert delta.item() == 7
 
 
-def test_discussion_statuses(two_days: World, settings: Settings, fixture_data: dict) -> None:
-    rows = published(settings, "SELECT discussion_id, status, first_response_at FROM reporting.discussions")
+def test_discussion_statuses(two_days: TwoDays, fixture_data: dict) -> None:
+    rows = published(two_days.settings, "SELECT discussion_id, status, first_response_at FROM reporting.discussions")
     got = {row["discussion_id"]: (row["status"], row["first_response_at"]) for row in rows.iter_rows(named=True)}
     expected = expected_statuses(fixture_data)
     answered = two_days.answered_discussion
@@ -144,8 +174,8 @@ def test_discussion_statuses(two_days: World, settings: Settings, fixture_data: 
     assert {status for status, _ in got.values()} == {"closed", "answered", "awaiting_producer"}
 
 
-def test_reuses_first_seen(two_days: World, settings: Settings, fixture_data: dict) -> None:
-    rows = published(settings, "SELECT reuse_id, dataset_id, type, first_seen_date FROM reporting.reuses")
+def test_reuses_first_seen(two_days: TwoDays, fixture_data: dict) -> None:
+    rows = published(two_days.settings, "SELECT reuse_id, dataset_id, type, first_seen_date FROM reporting.reuses")
     expected = {
         (reuse["id"], entry["dataset"]["id"]) for entry in fixture_data["datasets"] for reuse in entry["reuses"]
     }
@@ -155,8 +185,8 @@ def test_reuses_first_seen(two_days: World, settings: Settings, fixture_data: di
     assert {row["first_seen_date"] for key, row in by_key.items() if key[1] != NEW_REUSE_ON} == {DAY_1}
 
 
-def test_gone_dataset_recorded(two_days: World, settings: Settings) -> None:
-    datasets = published(settings, "SELECT dataset_id, status, gone_since, title FROM reporting.datasets")
+def test_gone_dataset_recorded(two_days: TwoDays) -> None:
+    datasets = published(two_days.settings, "SELECT dataset_id, status, gone_since, title FROM reporting.datasets")
     assert datasets.height == 15
     gone = datasets.filter(pl.col("status") == "gone")
     assert gone["dataset_id"].to_list() == [DELETED]
@@ -164,29 +194,30 @@ def test_gone_dataset_recorded(two_days: World, settings: Settings) -> None:
     assert gone["title"].item() == "Marchés publics de la Métropole de Lyon"  # kept from its last live snapshot
 
 
-def test_monthly_metrics(two_days: World, settings: Settings, portal: PortalServer) -> None:
+def test_monthly_metrics(two_days: TwoDays) -> None:
     monthly = published(
-        settings, f"SELECT month, visits, downloads FROM reporting.dataset_usage_monthly WHERE dataset_id = '{GROWING}'"
+        two_days.settings,
+        f"SELECT month, visits, downloads FROM reporting.dataset_usage_monthly WHERE dataset_id = '{GROWING}'",
     )
     assert sorted(monthly.iter_rows()) == [("2026-09", 42, 5), ("2026-10", 55, 12), ("2026-11", 9, 1)]
 
 
-def test_rerun_changes_nothing_and_reader_is_not_blocked(
-    two_days: World, settings: Settings, instance: dg.DagsterInstance
-) -> None:
+def test_rerun_changes_nothing_and_reader_is_not_blocked(two_days: TwoDays) -> None:
+    settings = two_days.settings
     tables = published(settings, "SELECT table_name FROM information_schema.tables")["table_name"].to_list()
+    tables.remove("quality_results")  # the history of check evaluations: a rerun adds its own
     before = {table: published(settings, f"SELECT * FROM reporting.{table} ORDER BY ALL") for table in tables}
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
         raw_before = warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone()
     reader = duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True)
     try:
         seen = reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone()
-        cli.refresh(settings, DAY_2, instance)  # the reader keeps the file open all along
+        cli.refresh(settings, DAY_2, two_days.instance)  # the reader keeps the file open all along
         assert reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone() == seen
     finally:
         reader.close()
     for table, frame in before.items():
-        assert published(settings, f"SELECT * FROM reporting.{table} ORDER BY ALL").equals(frame), table
+        assert published(two_days.settings, f"SELECT * FROM reporting.{table} ORDER BY ALL").equals(frame), table
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
         assert warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone() == raw_before
     assert not list(Path(settings.published_dir).glob("**/*.tmp"))
@@ -194,12 +225,12 @@ def test_rerun_changes_nothing_and_reader_is_not_blocked(
     assert parquet.height == before["dataset_usage_daily"].height
 
 
-def test_catalog_comments(two_days: World, settings: Settings) -> None:
+def test_catalog_comments(two_days: TwoDays) -> None:
     columns = published(
-        settings,
+        two_days.settings,
         "SELECT table_name, column_name, comment FROM duckdb_columns() WHERE schema_name = 'reporting'",
     )
     assert columns.height > 50
     assert columns.filter(pl.col("comment").is_null() | (pl.col("comment") == "")).is_empty()
-    tables = published(settings, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'reporting'")
+    tables = published(two_days.settings, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'reporting'")
     assert all(comment and len(comment) > 40 for comment in tables["comment"])

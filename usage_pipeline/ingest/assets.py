@@ -2,12 +2,14 @@
 
 import asyncio
 import datetime as dt
-from collections import defaultdict
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.checks.validation import Check, Outcome, RunScope, record_outcomes, run_check, validator_for
 from usage_pipeline.ingest.crawl import Crawl, crawl
 from usage_pipeline.ingest.partitions import DATASET_DIMENSION, DATE_DIMENSION
 from usage_pipeline.ingest.records import raw_rows
@@ -15,9 +17,10 @@ from usage_pipeline.portal.client import ClientStats
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.warehouse import (
     RAW_TABLES,
-    create_raw_tables,
+    accept_incoming,
+    create_warehouse_tables,
     datasets_with_metrics_history,
-    replace_partitions,
+    stage_incoming,
 )
 
 RAW_SNAPSHOT_KEY = dg.AssetKey(["raw", "udata_snapshot"])
@@ -32,37 +35,75 @@ class SnapshotConfig(dg.Config):
     """Fetch the monthly metrics history from this month (YYYY-MM) for every dataset (used by `backfill`)."""
 
 
-def keys_by_date(partition_keys: list[dg.MultiPartitionKey]) -> dict[dt.date, list[str]]:
-    """Group (dataset, date) partition keys by date, datasets in partition order."""
-    grouped: dict[dt.date, list[str]] = defaultdict(list)
-    for key in partition_keys:
-        parts = key.keys_by_dimension
-        grouped[dt.date.fromisoformat(parts[DATE_DIMENSION])].append(parts[DATASET_DIMENSION])
-    return dict(sorted(grouped.items()))
+def run_partitions(partition_keys: list[dg.MultiPartitionKey]) -> tuple[dt.date, list[str]]:
+    """The date and the datasets (in partition order) of a run; a run snapshots one date."""
+    dates = {key.keys_by_dimension[DATE_DIMENSION] for key in partition_keys}
+    if len(dates) != 1:
+        raise ValueError(
+            f"a run snapshots one date, this one covers {sorted(dates)}: the portal only tells today's counters, "
+            "so launch one run per date (the schedule and `refresh` do)"
+        )
+    return dt.date.fromisoformat(dates.pop()), [key.keys_by_dimension[DATASET_DIMENSION] for key in partition_keys]
 
 
-def write_snapshot(warehouse: DuckDBResource, result: Crawl, snapshot_date: dt.date, keys: list[str]) -> dict[str, int]:
-    """Replace the partitions (``keys``, ``snapshot_date``) of every raw table in one transaction."""
-    frames = raw_rows(result, snapshot_date, dt.datetime.now(dt.UTC))
-    written: dict[str, int] = {}
+def land_snapshot(
+    warehouse: DuckDBResource,
+    result: Crawl,
+    scope: RunScope,
+    checks: list[Check],
+    log: Callable[[str], None],
+    log_info: Callable[[str], None],
+) -> tuple[dict[str, tuple[int, int]], list[Outcome]]:
+    """Check the run's rows, then replace the partitions in one transaction.
+
+    Datasets failing a blocking check keep their previous raw rows; their new rows go to quarantine.*.
+    Returns (accepted, quarantined) rows per raw table and the check outcomes.
+    """
+    frames = raw_rows(result, scope.run_date, scope.now)
+    validator = validator_for(scope.run_id)
     with warehouse.get_connection() as conn:
         conn.execute("BEGIN TRANSACTION")
         try:
             for table in RAW_TABLES:
-                key_column = "organization_id" if table.name == "organizations" else "dataset_id"
-                scope = list(result.organizations) if table.name == "organizations" else keys
-                written[table.qualified] = replace_partitions(
-                    conn, table, snapshot_date, key_column, scope, frames[table.name]
+                stage_incoming(conn, table, frames[table.name])
+            started = time.perf_counter()
+            outcomes = [run_check(conn, validator, check, RAW_SNAPSHOT_KEY.to_user_string(), scope) for check in checks]
+            log_info(
+                f"{len(checks)} checks on {len(scope.dataset_ids)} datasets in {time.perf_counter() - started:.2f}s"
+            )
+            rejected: dict[str, list[str]] = {}
+            for outcome in outcomes:
+                if not outcome.passed:
+                    log(outcome.summary())
+                    if outcome.check.blocking:
+                        for dataset_id in outcome.failing_datasets:
+                            rejected.setdefault(dataset_id, []).append(outcome.check.name)
+            written = {
+                table.qualified: accept_incoming(
+                    conn,
+                    table,
+                    {
+                        scope.run_date: list(result.organizations)
+                        if table.name == "organizations"
+                        else scope.dataset_ids
+                    },
+                    rejected,
+                    scope.run_id,
                 )
+                for table in RAW_TABLES
+            }
+            record_outcomes(conn, outcomes, scope)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-    return written
+    return written, outcomes
 
 
-def build_raw_snapshot_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
-    """The raw snapshot asset over the given (dataset, date) partitions."""
+def build_raw_snapshot_asset(
+    partitions_def: dg.MultiPartitionsDefinition, checks: list[Check], quality_docs: Path
+) -> dg.AssetsDefinition:
+    """The raw snapshot asset over the given (dataset, date) partitions, with its in-step checks."""
 
     @dg.asset(
         key=RAW_SNAPSHOT_KEY,
@@ -75,40 +116,48 @@ def build_raw_snapshot_asset(partitions_def: dg.MultiPartitionsDefinition) -> dg
             "What the udata portal and its metrics API say about each followed dataset on the run's logical "
             "date: counters and resources, discussions with all their messages, reuses, monthly visits and "
             "downloads, and the organizations with their members. Lands the JSON as returned in the raw.* "
-            "tables; partition (dataset, D) is replaced whole when D is materialized again."
+            "tables once the checks have passed on it; partition (dataset, D) is replaced whole when D is "
+            "materialized again. A dataset failing a blocking check keeps its previous rows (the new ones go "
+            "to quarantine.*) and nothing downstream is rebuilt or published in that run."
         ),
         metadata={"raw_tables": dg.MetadataValue.json({t.qualified: t.description for t in RAW_TABLES})},
+        check_specs=[
+            dg.AssetCheckSpec(
+                check.name, asset=RAW_SNAPSHOT_KEY, blocking=check.blocking, description=check.description
+            )
+            for check in checks
+        ],
     )
     def raw_udata_snapshot(
-        context: dg.AssetExecutionContext,
-        config: SnapshotConfig,
-        udata: UdataResource,
-        warehouse: DuckDBResource,
-    ) -> dg.MaterializeResult:
-        totals: dict[str, int] = defaultdict(int)
-        gone: list[str] = []
+        context: dg.AssetExecutionContext, config: SnapshotConfig, udata: UdataResource, warehouse: DuckDBResource
+    ):
+        snapshot_date, keys = run_partitions(
+            [partitions_def.get_partition_key_from_str(key) for key in context.partition_keys]
+        )
+        context.log.info(f"{snapshot_date}: snapshot of {len(keys)} datasets")
         with warehouse.get_connection() as conn:
-            create_raw_tables(conn)
-        partition_keys = [partitions_def.get_partition_key_from_str(key) for key in context.partition_keys]
-        for snapshot_date, keys in keys_by_date(partition_keys).items():
-            context.log.info(f"{snapshot_date}: snapshot of {len(keys)} datasets")
-            with warehouse.get_connection() as conn:
-                with_history = datasets_with_metrics_history(conn, before=snapshot_date)
-            result, stats = asyncio.run(_crawl(udata, keys, snapshot_date, with_history, config, context.log.info))
-            written = write_snapshot(warehouse, result, snapshot_date, keys)
-            context.log.info(
-                f"{snapshot_date}: {stats.requests} requests ({stats.retries} retries, "
-                f"{stats.bytes_received / 1e6:.1f} MB); rows written {written}"
-            )
-            for table, count in written.items():
-                totals[table] += count
-            gone += sorted(result.gone)
-        return dg.MaterializeResult(
+            create_warehouse_tables(conn)
+            with_history = datasets_with_metrics_history(conn, before=snapshot_date)
+        result, stats = asyncio.run(_crawl(udata, keys, snapshot_date, with_history, config, context.log.info))
+        context.log.info(
+            f"{stats.requests} requests ({stats.retries} retries, {stats.bytes_received / 1e6:.1f} MB received)"
+        )
+        scope = RunScope(context.run_id, snapshot_date, tuple(keys))
+        written, outcomes = land_snapshot(warehouse, result, scope, checks, context.log.warning, context.log.info)
+        if not all(outcome.passed for outcome in outcomes):
+            validator_for(context.run_id).build_data_docs(quality_docs)  # publication may not happen this run
+        rejected = sorted({d for o in outcomes if o.check.blocking for d in o.failing_datasets})
+        context.log.info(f"rows (accepted, quarantined) per raw table: {written}")
+        yield dg.MaterializeResult(
             metadata={
-                "rows_written": dg.MetadataValue.json(dict(totals)),
-                "gone_datasets": dg.MetadataValue.json(gone),
+                "rows_written": dg.MetadataValue.json({table: list(counts) for table, counts in written.items()}),
+                "gone_datasets": dg.MetadataValue.json(sorted(result.gone)),
+                "rejected_datasets": dg.MetadataValue.json(rejected),
+                "requests": dg.MetadataValue.int(stats.requests),
             }
         )
+        for outcome in outcomes:
+            yield outcome.result(RAW_SNAPSHOT_KEY)
 
     return raw_udata_snapshot
 
