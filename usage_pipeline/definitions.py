@@ -12,6 +12,8 @@ from usage_pipeline.ingest.assets import build_raw_snapshot_asset
 from usage_pipeline.ingest.partitions import dataset_date_partitions
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
+from usage_pipeline.insights.alerts import build_alert_sensor
+from usage_pipeline.insights.assets import discussion_themes
 from usage_pipeline.models import build_model_asset, load_models
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import QUALITY_DOCS, build_publish_asset
@@ -33,6 +35,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             build_model_asset(model, models, reporting_checks(model) if model.schema == "reporting" else [], docs)
             for model in models
         ),
+        discussion_themes,
         build_publish_asset(models, settings.published_dir),
     ]
     freshness, freshness_schedule = build_freshness(settings.freshness_hour, TIMEZONE)
@@ -48,7 +51,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[freshness],
         jobs=[daily_job],
         schedules=[daily_refresh_schedule, freshness_schedule],
-        sensors=[dataset_discovery_sensor],
+        sensors=[
+            dataset_discovery_sensor,
+            build_alert_sensor(settings.published_dir, settings.alert_webhook_url, settings.answer_sla_days),
+        ],
         resources={
             "udata": UdataResource.from_settings(settings),
             "warehouse": DuckDBResource(database=str(settings.warehouse_path)),

@@ -14,7 +14,8 @@ from sqlglot import exp
 from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, run_check, validator_for
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
-from usage_pipeline.warehouse import sql_string
+from usage_pipeline.insights.assets import PYTHON_TABLE_ASSETS
+from usage_pipeline.warehouse import Column, comment_table
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 QUALITY_RESULTS = "quality.check_results"
@@ -23,14 +24,6 @@ _COLUMN_LINE = re.compile(r"^\s{2,}(\w+)\s+([A-Z][A-Z0-9_ ()\[\],]*?):\s*(.+)$")
 
 class ModelError(ValueError):
     """A SQL model file is malformed; the message names the file."""
-
-
-@dataclass(frozen=True)
-class Column:
-    """A documented column: its DuckDB type and what it means."""
-
-    type: str
-    description: str
 
 
 @dataclass(frozen=True)
@@ -96,7 +89,7 @@ def parse_model(path: Path) -> SqlModel:
 def load_models(sql_dir: Path = SQL_DIR) -> list[SqlModel]:
     """Every model under ``sql_dir``, each checked to read only raw tables or other models."""
     models = [parse_model(path) for path in sorted(sql_dir.glob("*/*.sql"))]
-    known = {model.table for model in models} | set(RAW_TABLE_ASSETS) | {QUALITY_RESULTS}
+    known = {model.table for model in models} | set(RAW_TABLE_ASSETS) | set(PYTHON_TABLE_ASSETS) | {QUALITY_RESULTS}
     for model in models:
         unknown = model.upstream_tables() - known
         if unknown:
@@ -125,10 +118,8 @@ def materialize_model(conn: duckdb.DuckDBPyConnection, model: SqlModel) -> int:
 
 
 def comment_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, table: str) -> None:
-    """Put the header's table and column descriptions in the DuckDB catalog (BI tools show them)."""
-    conn.execute(f"COMMENT ON TABLE {table} IS {sql_string(model.description)}")
-    for name, column in model.columns.items():
-        conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(column.description)}")
+    """The model header's descriptions in the catalog, on ``table`` (the model's or a published copy)."""
+    comment_table(conn, table, model.description, model.columns)
 
 
 def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
@@ -140,7 +131,7 @@ def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
     checked = {model.asset_key for model in models if model.schema == "reporting"}
     readers = {model.asset_key for model in models if QUALITY_RESULTS in model.upstream_tables()}
     return (
-        {table: {key} for table, key in RAW_TABLE_ASSETS.items()}
+        {table: {key} for table, key in (RAW_TABLE_ASSETS | PYTHON_TABLE_ASSETS).items()}
         | {model.table: {model.asset_key} for model in models}
         | {QUALITY_RESULTS: {RAW_SNAPSHOT_KEY} | (checked - readers)}
     )

@@ -51,6 +51,8 @@ class Settings:
     http_max_elapsed: float = 300.0
     discussion_count_tolerance: int = 2
     freshness_hour: int = 12
+    alert_webhook_url: str | None = None
+    answer_sla_days: int = 7
 
     @property
     def warehouse_path(self) -> Path:
@@ -90,4 +92,6 @@ class Settings:
                 "USAGE_DISCUSSION_COUNT_TOLERANCE", env.get("USAGE_DISCUSSION_COUNT_TOLERANCE", "2"), 0, 10**6
             ),
             freshness_hour=_bounded_int("USAGE_FRESHNESS_HOUR", env.get("USAGE_FRESHNESS_HOUR", "12"), 0, 23),
+            alert_webhook_url=env.get("USAGE_ALERT_WEBHOOK_URL", "").strip() or None,
+            answer_sla_days=_bounded_int("USAGE_ANSWER_SLA_DAYS", env.get("USAGE_ANSWER_SLA_DAYS", "7"), 1, 3650),
         )

@@ -15,21 +15,29 @@ import polars as pl
 
 
 @dataclass(frozen=True)
+class Column:
+    """A documented column: its DuckDB type and what it means."""
+
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
 class RawTable:
     """A raw table: the portal's JSON as returned, one row per object and snapshot date."""
 
     name: str
     description: str
-    columns: dict[str, tuple[str, str]]  # column -> (DuckDB type, description)
+    columns: dict[str, Column]
 
     @property
     def qualified(self) -> str:
         return f"raw.{self.name}"
 
 
-_SNAPSHOT = ("DATE", "The run's logical date: what the portal said when this date was materialized.")
-_DATASET = ("VARCHAR", "data.gouv.fr dataset id (the `datasets` partition key).")
-_PAYLOAD = ("JSON", "The object exactly as the portal returned it (X-Fields masked).")
+_SNAPSHOT = Column("DATE", "The run's logical date: what the portal said when this date was materialized.")
+_DATASET = Column("VARCHAR", "data.gouv.fr dataset id (the `datasets` partition key).")
+_PAYLOAD = Column("JSON", "The object exactly as the portal returned it (X-Fields masked).")
 
 RAW_TABLES: tuple[RawTable, ...] = (
     RawTable(
@@ -39,9 +47,9 @@ RAW_TABLES: tuple[RawTable, ...] = (
         {
             "snapshot_date": _SNAPSHOT,
             "dataset_id": _DATASET,
-            "http_status": ("INTEGER", "200, or 404/410 for a gone dataset."),
-            "fetched_at": ("TIMESTAMP WITH TIME ZONE", "When the pipeline wrote the row."),
-            "payload": ("JSON", "The dataset object as returned (null when gone)."),
+            "http_status": Column("INTEGER", "200, or 404/410 for a gone dataset."),
+            "fetched_at": Column("TIMESTAMP WITH TIME ZONE", "When the pipeline wrote the row."),
+            "payload": Column("JSON", "The dataset object as returned (null when gone)."),
         },
     ),
     RawTable(
@@ -49,7 +57,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
         "One row per organization and snapshot date: the organization with its members.",
         {
             "snapshot_date": _SNAPSHOT,
-            "organization_id": ("VARCHAR", "data.gouv.fr organization id."),
+            "organization_id": Column("VARCHAR", "data.gouv.fr organization id."),
             "payload": _PAYLOAD,
         },
     ),
@@ -59,7 +67,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
         {
             "snapshot_date": _SNAPSHOT,
             "dataset_id": _DATASET,
-            "discussion_id": ("VARCHAR", "data.gouv.fr discussion id."),
+            "discussion_id": Column("VARCHAR", "data.gouv.fr discussion id."),
             "payload": _PAYLOAD,
         },
     ),
@@ -69,7 +77,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
         {
             "snapshot_date": _SNAPSHOT,
             "dataset_id": _DATASET,
-            "reuse_id": ("VARCHAR", "data.gouv.fr reuse id."),
+            "reuse_id": Column("VARCHAR", "data.gouv.fr reuse id."),
             "payload": _PAYLOAD,
         },
     ),
@@ -80,7 +88,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
         {
             "snapshot_date": _SNAPSHOT,
             "dataset_id": _DATASET,
-            "metric_month": ("VARCHAR", "The month, YYYY-MM."),
+            "metric_month": Column("VARCHAR", "The month, YYYY-MM."),
             "payload": _PAYLOAD,
         },
     ),
@@ -88,29 +96,34 @@ RAW_TABLES: tuple[RawTable, ...] = (
 
 
 QUARANTINE_COLUMNS = {
-    "run_id": ("VARCHAR", "The Dagster run that fetched the rows."),
-    "rejected_at": ("TIMESTAMP WITH TIME ZONE", "When a blocking check rejected them."),
-    "failed_checks": ("VARCHAR[]", "The blocking checks the dataset failed in that run."),
+    "run_id": Column("VARCHAR", "The Dagster run that fetched the rows."),
+    "rejected_at": Column("TIMESTAMP WITH TIME ZONE", "When a blocking check rejected them."),
+    "failed_checks": Column("VARCHAR[]", "The blocking checks the dataset failed in that run."),
 }
 CHECK_RESULTS_COLUMNS = {
-    "run_id": ("VARCHAR", "The Dagster run that evaluated the check."),
-    "run_date": ("DATE", "The run's logical date."),
-    "asset": ("VARCHAR", "The checked asset (raw/udata_snapshot, reporting/<table>)."),
-    "check_name": ("VARCHAR", "The check (an expectation suite)."),
-    "dataset_id": ("VARCHAR", "A dataset the check failed on; null on the check's summary row."),
-    "severity": ("VARCHAR", "ERROR (blocking: nothing downstream is built or published) or WARN."),
-    "passed": ("BOOLEAN", "True when every expectation held (on the summary row) or for that dataset."),
-    "observed": ("VARCHAR", "JSON: rows checked and failing count (summary) or the dataset's offending rows."),
-    "details": ("VARCHAR", "The expectations that failed, with their arguments."),
-    "evaluated_at": ("TIMESTAMP WITH TIME ZONE", "When the check ran."),
+    "run_id": Column("VARCHAR", "The Dagster run that evaluated the check."),
+    "run_date": Column("DATE", "The run's logical date."),
+    "asset": Column("VARCHAR", "The checked asset (raw/udata_snapshot, reporting/<table>)."),
+    "check_name": Column("VARCHAR", "The check (an expectation suite)."),
+    "dataset_id": Column("VARCHAR", "A dataset the check failed on; null on the check's summary row."),
+    "severity": Column("VARCHAR", "ERROR (blocking: nothing downstream is built or published) or WARN."),
+    "passed": Column("BOOLEAN", "True when every expectation held (on the summary row) or for that dataset."),
+    "observed": Column("VARCHAR", "JSON: rows checked and failing count (summary) or the dataset's offending rows."),
+    "details": Column("VARCHAR", "The expectations that failed, with their arguments."),
+    "evaluated_at": Column("TIMESTAMP WITH TIME ZONE", "When the check ran."),
 }
 
 
-def _create(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, tuple[str, str]]) -> None:
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, (t, _) in columns.items())})")
+def comment_table(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
+    """Put a table's and its columns' descriptions in the DuckDB catalog (BI tools show them)."""
     conn.execute(f"COMMENT ON TABLE {table} IS {sql_string(description)}")
-    for name, (_, text) in columns.items():
-        conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(text)}")
+    for name, column in columns.items():
+        conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(column.description)}")
+
+
+def _create(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {c.type}' for n, c in columns.items())})")
+    comment_table(conn, table, description, columns)
 
 
 def create_warehouse_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -145,7 +158,7 @@ def incoming(table: RawTable) -> str:
 
 def stage_incoming(conn: duckdb.DuckDBPyConnection, table: RawTable, rows: pl.DataFrame) -> None:
     """Load the run's rows into the temporary table ``incoming(table)``, typed like the raw table."""
-    columns = ", ".join(f"{name}::{kind} AS {name}" for name, (kind, _) in table.columns.items())
+    columns = ", ".join(f"{name}::{column.type} AS {name}" for name, column in table.columns.items())
     conn.register("incoming_rows", rows.select(list(table.columns)).to_arrow())
     try:
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {incoming(table)} AS SELECT {columns} FROM incoming_rows")

@@ -32,6 +32,7 @@ def test_every_model_is_documented_and_its_dependencies_parsed() -> None:
     assert models["reporting.discussions"].upstream_tables() == {
         "raw.discussions",
         "staging.discussion_messages",
+        "staging.discussion_themes",
         "reporting.datasets",
     }
     # CTE names (live, bounds, gone) are not tables

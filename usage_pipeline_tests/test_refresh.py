@@ -234,3 +234,94 @@ def test_catalog_comments(two_days: TwoDays) -> None:
     assert columns.filter(pl.col("comment").is_null() | (pl.col("comment") == "")).is_empty()
     tables = published(two_days.settings, "SELECT comment FROM duckdb_tables() WHERE schema_name = 'reporting'")
     assert all(comment and len(comment) > 40 for comment in tables["comment"])
+
+
+def sample_threads(fixture_data: dict) -> list[dict]:
+    """Every sample discussion with its producer answers, computed from the JSON alone."""
+    threads = []
+    for entry in fixture_data["datasets"]:
+        members = {member["user"]["id"] for member in entry["organization"].get("members", [])}
+        for discussion in entry["discussions"]:
+            messages = discussion["discussion"]
+            answers = [
+                dt.datetime.fromisoformat(m["posted_on"]) for m in messages[1:] if m["posted_by"]["id"] in members
+            ]
+            threads.append(
+                {
+                    "id": discussion["id"],
+                    "dataset_id": entry["dataset"]["id"],
+                    "organization_id": entry["organization"]["id"],
+                    "created": dt.datetime.fromisoformat(discussion["created"]),
+                    "closed": dt.datetime.fromisoformat(discussion["closed"]) if discussion["closed"] else None,
+                    "first_answer": min(answers) if answers else None,
+                    "last_reuser_message": max(
+                        (
+                            dt.datetime.fromisoformat(m["posted_on"])
+                            for m in messages
+                            if m["posted_by"]["id"] not in members
+                        ),
+                        default=None,
+                    ),
+                }
+            )
+    return threads
+
+
+def test_backlog_lists_awaiting_discussions_oldest_first(two_days: TwoDays, fixture_data: dict) -> None:
+    rows = published(
+        two_days.settings,
+        "SELECT discussion_id, waiting_since, waiting_days, url, asker, theme "
+        "FROM reporting.discussions_awaiting_answer",
+    )
+    statuses = expected_statuses(fixture_data)
+    statuses.pop(two_days.answered_discussion)  # answered on day 2
+    threads = {thread["id"]: thread for thread in sample_threads(fixture_data)}
+    awaiting = sorted(
+        (key for key, (status, _) in statuses.items() if status == "awaiting_producer"),
+        key=lambda key: (threads[key]["last_reuser_message"], key),
+    )
+    assert rows["discussion_id"].to_list() == awaiting
+    for row in rows.iter_rows(named=True):
+        since = threads[row["discussion_id"]]["last_reuser_message"]
+        assert row["waiting_since"] == since
+        assert row["waiting_days"] == (DAY_2 - since.astimezone(dt.UTC).date()).days
+        assert "discussion_id=" + row["discussion_id"] in row["url"]
+        assert row["theme"] in {"accessibility", "freshness", "reliability", "usability", "other"}
+
+
+def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: dict) -> None:
+    threads = sample_threads(fixture_data)
+    day_2_answer = dt.datetime(2026, 11, 21, 8, tzinfo=dt.UTC)
+    for thread in threads:
+        if thread["id"] == two_days.answered_discussion:
+            thread["first_answer"] = min(filter(None, [thread["first_answer"], day_2_answer]))
+    rows = published(two_days.settings, "SELECT * FROM reporting.response_times WHERE discussions_opened > 0")
+    got = {(row["dataset_id"], row["month"]): row for row in rows.iter_rows(named=True)}
+    months: dict[tuple[str, str], list[dict]] = {}
+    for thread in threads:
+        months.setdefault((thread["dataset_id"], f"{thread['created']:%Y-%m}"), []).append(thread)
+    for key, opened in months.items():
+        days = sorted((t["first_answer"] - t["created"]).total_seconds() / 86400 for t in opened if t["first_answer"])
+        row = got[key]
+        assert row["discussions_opened"] == len(opened), key
+        assert row["answered"] == len(days), key
+        if days:
+            median = (days[(len(days) - 1) // 2] + days[len(days) // 2]) / 2
+            assert row["median_days_to_first_answer"] == pytest.approx(median, abs=1e-4), key
+            capped = sum(min(d, 30) for d in days) / len(days)
+            assert row["mean_days_to_first_answer_capped"] == pytest.approx(capped, abs=1e-4), key
+        within = sum(d <= 7 for d in days) / len(opened)
+        assert row["answered_within_7_days_share"] == pytest.approx(within, abs=1e-4), key
+    month_end = dt.datetime(2023, 12, 1, tzinfo=dt.UTC)
+    backlog = published(
+        two_days.settings,
+        f"SELECT open_backlog_at_month_end FROM reporting.response_times "
+        f"WHERE dataset_id = '{GROWING}' AND month = '2023-11'",
+    ).item()
+    assert backlog == sum(
+        t["dataset_id"] == GROWING
+        and t["created"] < month_end
+        and (t["closed"] is None or t["closed"] >= month_end)
+        and (t["first_answer"] is None or t["first_answer"] >= month_end)
+        for t in threads
+    )

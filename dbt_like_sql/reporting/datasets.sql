@@ -6,6 +6,7 @@
 --   dataset_id VARCHAR: data.gouv.fr dataset id.
 --   organization_id VARCHAR: Id of the organization publishing the dataset (from its latest live snapshot).
 --   organization_name VARCHAR: Name of that organization.
+--   organization_slug VARCHAR: Slug of that organization (the last part of its page URL).
 --   title VARCHAR: Dataset title (from its latest live snapshot).
 --   slug VARCHAR: Dataset slug.
 --   page_url VARCHAR: The dataset's page on the portal.
@@ -43,6 +44,7 @@ select
     bounds.dataset_id,
     live.organization_id,
     live.organization_name,
+    live.organization_slug,
     live.title,
     live.slug,
     live.page_url,

@@ -11,12 +11,15 @@
 --   title VARCHAR: Discussion title.
 --   url VARCHAR: The discussion on the portal's dataset page.
 --   opened_by VARCHAR: Public slug of the user who opened the discussion.
+--   asker VARCHAR: Public name of the user who opened the discussion.
 --   created_at TIMESTAMP WITH TIME ZONE: When the discussion was opened.
 --   closed_at TIMESTAMP WITH TIME ZONE: When it was closed; null while open.
 --   n_messages BIGINT: Messages in the thread, the opening one included.
 --   last_message_at TIMESTAMP WITH TIME ZONE: When the latest message was posted.
 --   first_response_at TIMESTAMP WITH TIME ZONE: First producer message after the opening one; null if the producer never answered.
 --   status VARCHAR: closed, answered or awaiting_producer (see the table description).
+--   theme VARCHAR: What it is about: accessibility, freshness, reliability, usability or other (see staging.discussion_themes).
+--   theme_evidence VARCHAR[]: The words of the discussion that decided the theme.
 with latest as (
     select dataset_id, discussion_id, payload
     from raw.discussions
@@ -39,6 +42,8 @@ select
     latest.payload ->> '$.title' as title,
     latest.payload ->> '$.self_web_url' as url,
     latest.payload ->> '$.user.slug' as opened_by,
+    nullif(trim(concat_ws(' ', latest.payload ->> '$.user.first_name', latest.payload ->> '$.user.last_name')), '')
+        as asker,
     try_cast(latest.payload ->> '$.created' as timestamptz) as created_at,
     try_cast(latest.payload ->> '$.closed' as timestamptz) as closed_at,
     coalesce(threads.n_messages, 0) as n_messages,
@@ -48,7 +53,10 @@ select
         when latest.payload ->> '$.closed' is not null then 'closed'
         when threads.last_by_producer then 'answered'
         else 'awaiting_producer'
-    end as status
+    end as status,
+    coalesce(themes.theme, 'other') as theme,
+    coalesce(themes.evidence, []) as theme_evidence
 from latest
 left join threads using (discussion_id)
 left join reporting.datasets as datasets using (dataset_id)
+left join staging.discussion_themes as themes using (discussion_id)

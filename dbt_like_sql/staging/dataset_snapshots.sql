@@ -10,6 +10,7 @@
 --   slug VARCHAR: Dataset slug (the last part of its page URL).
 --   organization_id VARCHAR: Id of the organization publishing the dataset (null for a user's dataset).
 --   organization_name VARCHAR: Name of that organization.
+--   organization_slug VARCHAR: Slug of that organization (the last part of its page URL).
 --   page_url VARCHAR: The dataset's page on the portal.
 --   created_at TIMESTAMP WITH TIME ZONE: When the dataset was created on the portal.
 --   last_update TIMESTAMP WITH TIME ZONE: When its data (resources) last changed, as the portal computes it.
@@ -28,6 +29,7 @@ select
     payload ->> '$.slug' as slug,
     payload ->> '$.organization.id' as organization_id,
     payload ->> '$.organization.name' as organization_name,
+    payload ->> '$.organization.slug' as organization_slug,
     payload ->> '$.page' as page_url,
     try_cast(payload ->> '$.created_at' as timestamptz) as created_at,
     try_cast(payload ->> '$.last_update' as timestamptz) as last_update,

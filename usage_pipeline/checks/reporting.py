@@ -5,6 +5,7 @@ from great_expectations import expectations as gxe
 
 from usage_pipeline.checks.raw import COUNTERS, MONTH, REUSE_TYPES
 from usage_pipeline.checks.validation import Check, RunScope
+from usage_pipeline.insights.themes import THEMES
 from usage_pipeline.models import SqlModel
 
 SCHEMA_MATCHES = "schema_matches"
@@ -35,6 +36,7 @@ TABLE_EXPECTATIONS = {
     ],
     "discussions": lambda scope: [
         gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(DISCUSSION_STATUSES)),
+        gxe.ExpectColumnValuesToBeInSet(column="theme", value_set=list(THEMES)),
         gxe.ExpectColumnValuesToNotBeNull(column="dataset_id"),
         gxe.ExpectColumnValuesToBeInSet(column="dataset_known", value_set=[True]),
         _not_future("created_at", scope),
@@ -45,6 +47,21 @@ TABLE_EXPECTATIONS = {
         _not_future("created_at", scope),
     ],
     "datasets": lambda scope: [gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(DATASET_STATUSES))],
+    "discussions_awaiting_answer": lambda scope: [
+        *_at_least_zero("waiting_days"),
+        gxe.ExpectColumnValuesToBeInSet(column="theme", value_set=list(THEMES)),
+    ],
+    "response_times": lambda scope: [
+        *_at_least_zero("discussions_opened", "answered", "open_backlog_at_month_end"),
+        gxe.ExpectColumnValuesToBeBetween(column="answered_share", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="answered_within_7_days_share", min_value=0, max_value=1),
+        gxe.ExpectColumnValuesToMatchRegex(column="month", regex=MONTH),
+    ],
+    "discussion_themes": lambda scope: [
+        gxe.ExpectColumnValuesToBeInSet(column="theme", value_set=list(THEMES)),
+        gxe.ExpectColumnValuesToMatchRegex(column="month", regex=MONTH),
+        *_at_least_zero("discussions"),
+    ],
 }
 EXTRA_COLUMNS = {
     "discussions": "dataset_id in (select dataset_id from reporting.datasets) as dataset_known",

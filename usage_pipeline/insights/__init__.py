@@ -1,0 +1,1 @@
+"""Insights computed in Python: discussion themes, alerts and the weekly digest."""

@@ -1,0 +1,391 @@
+"""Webhook alerts on discussions: a new discussion, and a discussion waiting too long for a producer answer.
+
+The `discussion_alerts` sensor reads the published copy (``<published_dir>/usage.duckdb``, schema reporting)
+every five minutes and posts one Slack/Mattermost-compatible JSON message (``{"text": ...}``) listing what
+happened since the last message:
+
+* **new**: a discussion id never seen before (``reporting.discussions``);
+* **sla**: a discussion waiting more than ``sla_days`` for a producer answer
+  (``waiting_days > sla_days`` in ``reporting.discussions_awaiting_answer``).
+
+Rules:
+
+* One alert per discussion and kind, ever. The sensor cursor (compact JSON) keeps the ids per kind:
+  ``{"v":1,"new":[...],"sla":[...]}``. ``new`` holds every discussion already known (the baseline plus those
+  alerted as new), ``sla`` those whose SLA alert was sent. Ids are never pruned: a discussion that leaves the
+  to-do list and comes back (answered, then a reuser writes again) does not alert again, and a partial
+  publication cannot make every discussion look new on the next one.
+* Baseline: the first evaluation (no cursor) records the discussions already there as known without a "new"
+  alert, but the SLA alert fires once for every discussion already over the SLA: a producer who turns alerts
+  on wants to know what is overdue. All alerts of a tick go in ONE message, oldest first, at most
+  ``MAX_LINES`` lines per kind followed by "and N more".
+* A failed post (connection error, timeout, non-2xx) never raises: the sensor skips with the error, nothing is
+  recorded as sent and the alerts go out on a later tick (SLA alerts only while the discussion still waits).
+* The message uses standard markdown (``[title](url)`` links, ``**bold**``), rendered by Mattermost,
+  Rocket.Chat and Teams; Slack shows the link text and the URL as plain text. Text written by reusers is
+  neutralised: ``@channel``-style mentions cannot ping, ``<``, ``>`` and ``&`` are HTML entities (which
+  Slack requires and markdown renders back), link brackets are escaped, long titles are shortened.
+* The webhook URL is a secret: errors name its host only.
+"""
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import dagster as dg
+import duckdb
+import httpx
+
+from usage_pipeline import __version__
+
+SENSOR_NAME = "discussion_alerts"
+PUBLISHED_FILE = "usage.duckdb"
+MAX_LINES = 20  # per kind of alert in one message; the rest is counted in "and N more"
+MAX_TITLE = 150  # characters of a title or name kept in a message
+POST_TIMEOUT = 10.0  # seconds, for the whole webhook request
+USER_AGENT = f"usage_pipeline/{__version__} (discussion alerts; +https://github.com/usage-pipeline/usage_pipeline)"
+CURSOR_VERSION = 1
+
+AlertKind = Literal["new", "sla"]
+
+
+@dataclass(frozen=True)
+class Discussion:
+    """A row of reporting.discussions, with the title of its dataset."""
+
+    discussion_id: str
+    dataset_title: str | None
+    title: str | None
+    url: str | None
+    asker: str | None
+    created_at: dt.datetime | None
+    status: str | None
+    theme: str | None
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """A row of reporting.discussions_awaiting_answer: an open discussion the producer has to answer."""
+
+    discussion_id: str
+    dataset_title: str | None
+    title: str | None
+    url: str | None
+    asker: str | None
+    opened_at: dt.datetime | None
+    waiting_since: dt.datetime | None
+    waiting_days: int | None
+    theme: str | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One thing to tell the producer about one discussion."""
+
+    kind: AlertKind
+    discussion_id: str
+    title: str | None
+    url: str | None
+    dataset_title: str | None
+    asker: str | None
+    theme: str | None
+    opened_at: dt.datetime | None
+    status: str | None
+    waiting_since: dt.datetime | None = None
+    waiting_days: int | None = None
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """What the sensor already knows: discussion ids per kind of alert (see the module docstring)."""
+
+    new: frozenset[str] = frozenset()
+    sla: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> "CursorState | None":
+        """The state saved in ``cursor``; None before the first (baseline) evaluation."""
+        if not cursor:
+            return None
+        try:
+            data = json.loads(cursor)
+            if data.get("v") != CURSOR_VERSION:
+                raise ValueError(f"version {data.get('v')!r}")
+            return cls(new=frozenset(map(str, data["new"])), sla=frozenset(map(str, data["sla"])))
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(
+                f"the {SENSOR_NAME} cursor is not one this sensor wrote ({error}); clear it in the Dagster UI "
+                "to start again from a baseline"
+            ) from None
+
+    def to_cursor(self) -> str:
+        """Compact JSON, ids sorted (stable across ticks)."""
+        return json.dumps(
+            {"v": CURSOR_VERSION, "new": sorted(self.new), "sla": sorted(self.sla)}, separators=(",", ":")
+        )
+
+    def mark_sent(self, alerts: Iterable[Alert]) -> "CursorState":
+        """This state with ``alerts`` recorded as sent."""
+        alerts = list(alerts)
+        return CursorState(
+            new=self.new | {alert.discussion_id for alert in alerts if alert.kind == "new"},
+            sla=self.sla | {alert.discussion_id for alert in alerts if alert.kind == "sla"},
+        )
+
+
+def baseline_state(discussions: Iterable[Discussion]) -> CursorState:
+    """The first state: every discussion present is known, no SLA alert sent yet."""
+    return CursorState(new=frozenset(discussion.discussion_id for discussion in discussions))
+
+
+def _oldest_first(moment: dt.datetime | None) -> tuple[bool, dt.datetime]:
+    if moment is None:
+        return (True, dt.datetime.min.replace(tzinfo=dt.UTC))
+    return (False, moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC))
+
+
+def pending_alerts(
+    discussions: Sequence[Discussion], awaiting: Sequence[Awaiting], state: CursorState | None, sla_days: int
+) -> list[Alert]:
+    """Alerts not sent yet: new discussions (none at baseline, ``state`` None), then SLA breaches, oldest first."""
+    waiting = {row.discussion_id: row for row in awaiting}
+    alerts: list[Alert] = []
+    if state is not None:
+        fresh = [discussion for discussion in discussions if discussion.discussion_id not in state.new]
+        fresh.sort(key=lambda discussion: (_oldest_first(discussion.created_at), discussion.discussion_id))
+        for discussion in fresh:
+            wait = waiting.get(discussion.discussion_id)
+            alerts.append(
+                Alert(
+                    kind="new",
+                    discussion_id=discussion.discussion_id,
+                    title=discussion.title,
+                    url=discussion.url,
+                    dataset_title=discussion.dataset_title or (wait.dataset_title if wait else None),
+                    asker=discussion.asker,
+                    theme=discussion.theme,
+                    opened_at=discussion.created_at,
+                    status=discussion.status,
+                    waiting_since=wait.waiting_since if wait else None,
+                    waiting_days=wait.waiting_days if wait else None,
+                )
+            )
+    sent = state.sla if state is not None else frozenset()
+    overdue = [
+        row
+        for row in awaiting
+        if row.waiting_days is not None and row.waiting_days > sla_days and row.discussion_id not in sent
+    ]
+    overdue.sort(key=lambda row: (_oldest_first(row.waiting_since), -(row.waiting_days or 0), row.discussion_id))
+    alerts.extend(
+        Alert(
+            kind="sla",
+            discussion_id=row.discussion_id,
+            title=row.title,
+            url=row.url,
+            dataset_title=row.dataset_title,
+            asker=row.asker,
+            theme=row.theme,
+            opened_at=row.opened_at,
+            status="awaiting_producer",
+            waiting_since=row.waiting_since,
+            waiting_days=row.waiting_days,
+        )
+        for row in overdue
+    )
+    return alerts
+
+
+def _text(value: str | None, fallback: str) -> str:
+    """Reuser-written text made safe for a chat message: one line, short, no mention, no markup."""
+    text = " ".join((value or "").split()) or fallback
+    if len(text) > MAX_TITLE:
+        text = text[: MAX_TITLE - 1].rstrip() + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("@", "@\u200b")  # a zero-width space: "@channel" no longer pings anyone
+
+
+def _link(title: str | None, url: str | None) -> str:
+    label = _text(title, "(untitled discussion)").replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+    if not url:
+        return label
+    target = url.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+    return f"[{label}]({target})"
+
+
+def _day(moment: dt.datetime | None) -> str:
+    return moment.date().isoformat() if moment is not None else "unknown date"
+
+
+def _days(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
+
+
+def _line(alert: Alert) -> str:
+    where = f"on “{_text(alert.dataset_title, 'unknown dataset')}”"
+    who = f"asked by {_text(alert.asker, 'an anonymous user')}"
+    theme = f"theme: {_text(alert.theme, 'other')}"
+    if alert.kind == "sla":
+        waited = _days(alert.waiting_days or 0)
+        return (
+            f"- **{waited}** {_link(alert.title, alert.url)} {where}, {who}, "
+            f"waiting since {_day(alert.waiting_since)} · {theme}"
+        )
+    if alert.status == "closed":
+        state = "already closed"
+    elif alert.status == "answered":
+        state = "already answered"
+    elif alert.waiting_days is not None:
+        state = f"awaiting your answer ({_days(alert.waiting_days)})"
+    else:
+        state = "awaiting your answer"
+    return f"- {_link(alert.title, alert.url)} {where}, {who} on {_day(alert.opened_at)} · {theme} · {state}"
+
+
+def _section(heading: str, alerts: Sequence[Alert]) -> list[str]:
+    lines = [heading, *(_line(alert) for alert in alerts[:MAX_LINES])]
+    if len(alerts) > MAX_LINES:
+        lines.append(f"- … and {len(alerts) - MAX_LINES} more")
+    return lines
+
+
+def format_message(alerts: Sequence[Alert], sla_days: int) -> str:
+    """One markdown message for all ``alerts`` (in the order given), at most MAX_LINES lines per kind."""
+    new = [alert for alert in alerts if alert.kind == "new"]
+    overdue = [alert for alert in alerts if alert.kind == "sla"]
+    counts = []
+    if new:
+        counts.append(f"{len(new)} new")
+    if overdue:
+        counts.append(f"{len(overdue)} waiting for an answer for over {_days(sla_days)}")
+    parts = [f"**Discussions on your data.gouv.fr datasets**: {', '.join(counts) or 'nothing to report'}"]
+    if new:
+        parts.append("\n".join(_section(f"New discussions ({len(new)}):", new)))
+    if overdue:
+        heading = f"Waiting for your answer for over {_days(sla_days)} ({len(overdue)}, oldest first):"
+        parts.append("\n".join(_section(heading, overdue)))
+    return "\n\n".join(parts)
+
+
+def redact(url: str) -> str:
+    """The webhook URL without its secret part (path, query, credentials): scheme and host only."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(invalid URL)"
+    if not parts.hostname:
+        return "(invalid URL)"
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+
+
+def post(
+    url: str, text: str, *, timeout: float = POST_TIMEOUT, transport: httpx.BaseTransport | None = None
+) -> str | None:
+    """POST ``{"text": text}`` to the webhook; None if it answered 2xx, else what went wrong (never raises)."""
+    where = redact(url)
+    try:
+        with httpx.Client(
+            timeout=timeout, transport=transport, headers={"User-Agent": USER_AGENT}, follow_redirects=False
+        ) as client:
+            response = client.post(url, json={"text": text})
+    except httpx.TimeoutException:
+        return f"webhook {where} did not answer within {timeout:g}s"
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        return f"webhook {where} unreachable: {type(error).__name__}: {error}"
+    if not response.is_success:
+        body = " ".join(response.text.split())[:200]
+        return f"webhook {where} answered HTTP {response.status_code}" + (f": {body}" if body else "")
+    return None
+
+
+_DISCUSSIONS = """
+select d.discussion_id, {dataset_title} as dataset_title, d.title, d.url, d.asker, d.created_at, d.status, d.theme
+from reporting.discussions as d {join}
+order by d.discussion_id
+"""
+_AWAITING = """
+select discussion_id, dataset_title, title, url, asker, opened_at, waiting_since, waiting_days, theme
+from reporting.discussions_awaiting_answer
+order by waiting_since, discussion_id
+"""
+
+
+def read_published(path: Path) -> tuple[list[Discussion], list[Awaiting]]:
+    """The discussions and the to-do list of the published copy, read in one short read-only connection."""
+    with duckdb.connect(str(path), read_only=True) as conn:
+        has_datasets = conn.execute(
+            "select count(*) from information_schema.tables where table_schema = 'reporting' "
+            "and table_name = 'datasets'"
+        ).fetchone()[0]
+        query = _DISCUSSIONS.format(
+            dataset_title="ds.title" if has_datasets else "null::varchar",
+            join="left join reporting.datasets as ds using (dataset_id)" if has_datasets else "",
+        )
+        discussions = [Discussion(*row) for row in conn.execute(query).fetchall()]
+        awaiting = [Awaiting(*row) for row in conn.execute(_AWAITING).fetchall()]
+    return discussions, awaiting
+
+
+def _summary(alerts: Sequence[Alert]) -> str:
+    new = sum(alert.kind == "new" for alert in alerts)
+    return f"{new} new discussion(s), {len(alerts) - new} over the answer SLA"
+
+
+def evaluate(
+    cursor: str | None,
+    published_dir: Path,
+    webhook_url: str | None,
+    sla_days: int,
+    log: dg.DagsterLogManager | None = None,
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick: read the published copy, post what is pending, return the next cursor and what happened."""
+    if not webhook_url:
+        return dg.SkipReason("no webhook configured: set USAGE_ALERT_WEBHOOK_URL to get discussion alerts")
+    state = CursorState.from_cursor(cursor)
+    path = published_dir / PUBLISHED_FILE
+    if not path.is_file():
+        return dg.SkipReason(f"nothing published yet: {path} does not exist (the daily job writes it)")
+    try:
+        discussions, awaiting = read_published(path)
+    except duckdb.Error as error:
+        return dg.SkipReason(f"cannot read the discussions from {path}: {error}")
+    known = state if state is not None else baseline_state(discussions)
+    alerts = pending_alerts(discussions, awaiting, state, sla_days)
+    if not alerts:
+        what = f"baseline: {len(discussions)} discussion(s) recorded as known" if state is None else "nothing new"
+        return dg.SensorResult(skip_reason=f"{what}; no alert to send", cursor=known.to_cursor())
+    error = post(webhook_url, format_message(alerts, sla_days))
+    if error is not None:
+        message = f"{_summary(alerts)} not sent, retried on the next tick: {error}"
+        if log is not None:
+            log.warning(message)
+        return dg.SensorResult(skip_reason=message, cursor=known.to_cursor())
+    message = f"sent one message to {redact(webhook_url)}: {_summary(alerts)}"
+    if log is not None:
+        log.info(message)
+    return dg.SensorResult(skip_reason=message, cursor=known.mark_sent(alerts).to_cursor())
+
+
+def build_alert_sensor(published_dir: Path, webhook_url: str | None, sla_days: int) -> dg.SensorDefinition:
+    """The `discussion_alerts` sensor: webhook messages on new discussions and on answers overdue."""
+
+    @dg.sensor(
+        name=SENSOR_NAME,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"Posts to the alert webhook (USAGE_ALERT_WEBHOOK_URL) when a discussion is opened on a followed "
+            f"dataset and when one waits more than {_days(sla_days)} for an answer (USAGE_ANSWER_SLA_DAYS), "
+            f"reading {published_dir / PUBLISHED_FILE}. Once per discussion and kind; the cursor keeps what "
+            "was sent."
+        ),
+    )
+    def discussion_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        return evaluate(context.cursor, published_dir, webhook_url, sla_days, context.log)
+
+    return discussion_alerts
