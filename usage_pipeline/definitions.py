@@ -14,9 +14,11 @@ from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refr
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.insights.alerts import build_alert_sensor
 from usage_pipeline.insights.assets import discussion_themes
+from usage_pipeline.insights.digest import build_digest_asset
+from usage_pipeline.insights.events import build_events_asset
 from usage_pipeline.models import build_model_asset, load_models
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.publish import QUALITY_DOCS, build_publish_asset
+from usage_pipeline.publish import PUBLISHED_KEY, QUALITY_DOCS, build_publish_asset
 from usage_pipeline.settings import Settings
 
 # The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
@@ -36,7 +38,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             for model in models
         ),
         discussion_themes,
+        build_events_asset(settings.data_dir / "events.csv"),
         build_publish_asset(models, settings.published_dir),
+        build_digest_asset(settings.published_dir, [PUBLISHED_KEY]),
     ]
     freshness, freshness_schedule = build_freshness(settings.freshness_hour, TIMEZONE)
     daily_job = dg.define_asset_job(

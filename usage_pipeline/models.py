@@ -14,7 +14,7 @@ from sqlglot import exp
 from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, run_check, validator_for
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
-from usage_pipeline.insights.assets import PYTHON_TABLE_ASSETS
+from usage_pipeline.python_tables import PYTHON_TABLE_ASSETS
 from usage_pipeline.warehouse import Column, comment_table
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"

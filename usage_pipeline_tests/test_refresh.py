@@ -325,3 +325,16 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: d
         and (t["first_answer"] is None or t["first_answer"] >= month_end)
         for t in threads
     )
+
+
+def test_weekly_digest_for_each_organization(two_days: TwoDays, fixture_data: dict) -> None:
+    reports = two_days.settings.published_dir / "reports"
+    slugs = {entry["organization"]["slug"] for entry in fixture_data["datasets"]}  # W47 holds both days
+    assert {path.name for path in reports.glob("*.html")} == {f"{slug}-2026-W47.html" for slug in slugs}
+    barometre = (reports / "service-d-information-du-gouvernement-2026-W47.md").read_text(encoding="utf-8")
+    assert "Baromètre des résultats de l’action publique" in barometre
+    awaiting = published(
+        two_days.settings,
+        f"SELECT url FROM reporting.discussions_awaiting_answer WHERE dataset_id = '{GROWING}'",
+    )["url"].to_list()
+    assert awaiting and all(url in barometre for url in awaiting)

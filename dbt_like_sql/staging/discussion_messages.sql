@@ -11,7 +11,10 @@
 --   posted_at TIMESTAMP WITH TIME ZONE: When the message was posted.
 --   author_id VARCHAR: data.gouv.fr user id of the author.
 --   author_slug VARCHAR: Public slug of the author.
+--   author_name VARCHAR: Public name of the author (first and last name as shown on the portal).
 --   posted_as_organization_id VARCHAR: The organization the message was posted in the name of, if any.
+--   posted_as_organization_name VARCHAR: Name of that organization.
+--   posted_as_organization_slug VARCHAR: Slug of that organization.
 --   is_producer BOOLEAN: True when the producer wrote the message (see the table description).
 --   content VARCHAR: The message text (markdown).
 with dataset_organizations as (
@@ -44,7 +47,11 @@ fields as (
         try_cast(message ->> '$.posted_on' as timestamptz) as posted_at,
         message ->> '$.posted_by.id' as author_id,
         message ->> '$.posted_by.slug' as author_slug,
+        nullif(trim(concat_ws(' ', message ->> '$.posted_by.first_name', message ->> '$.posted_by.last_name')), '')
+            as author_name,
         message ->> '$.posted_by_organization.id' as posted_as_organization_id,
+        message ->> '$.posted_by_organization.name' as posted_as_organization_name,
+        message ->> '$.posted_by_organization.slug' as posted_as_organization_slug,
         message ->> '$.content' as content
     from messages
 )
@@ -56,7 +63,10 @@ select
     fields.posted_at,
     fields.author_id,
     fields.author_slug,
+    fields.author_name,
     fields.posted_as_organization_id,
+    fields.posted_as_organization_name,
+    fields.posted_as_organization_slug,
     coalesce(members.user_id is not null or fields.posted_as_organization_id = fields.organization_id, false)
         as is_producer,
     fields.content

@@ -22,7 +22,6 @@ DISCUSSION_THEMES_COLUMNS = {
     "evidence": Column("VARCHAR[]", "The words of the discussion that decided the theme (empty for other)."),
     "scores": Column("VARCHAR", "JSON: the score of each theme."),
 }
-PYTHON_TABLE_ASSETS = {DISCUSSION_THEMES_TABLE: DISCUSSION_THEMES_KEY}
 
 _THREADS = """
 with titles as (

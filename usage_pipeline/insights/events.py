@@ -1,0 +1,153 @@
+"""Community events ($USAGE_DATA_DIR/events.csv): workshops, webinars, hackathons, newsletters..."""
+
+import csv
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
+from usage_pipeline.warehouse import Column, comment_table
+
+EVENTS_KEY = dg.AssetKey(["raw", "community_events"])
+EVENTS_TABLE = "raw.community_events"
+EVENTS_FILE_VALID = "events_file_valid"
+REQUIRED_COLUMNS = ("date", "title", "kind", "datasets")
+EVENTS_DESCRIPTION = (
+    "Community events from $USAGE_DATA_DIR/events.csv, one row per event and dataset it concerns. The file "
+    "is read whole at each run; a malformed file is reported (check events_file_valid) and the previous "
+    "events are kept."
+)
+EVENTS_COLUMNS = {
+    "event_date": Column("DATE", "When the event took place (or the newsletter went out)."),
+    "title": Column("VARCHAR", "The event's title."),
+    "kind": Column("VARCHAR", "workshop, webinar, hackathon, newsletter... (lower case, as written in the file)."),
+    "dataset_id": Column("VARCHAR", "A followed dataset the event was about."),
+    "source_row": Column("INTEGER", "Row of events.csv (the header is row 1)."),
+}
+_SEPARATORS = re.compile(r"[\s,;|]+")
+
+
+class EventsFileError(ValueError):
+    """events.csv cannot be read; the message names the file, rows and columns."""
+
+
+@dataclass(frozen=True)
+class Event:
+    event_date: dt.date
+    title: str
+    kind: str
+    dataset_id: str
+    source_row: int
+
+
+def _date(text: str) -> dt.date | None:
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return dt.datetime.strptime(text.strip(), pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_events(path: Path, known_datasets: set[str]) -> list[Event]:
+    """Read events.csv (UTF-8, `,` or `;`): date (YYYY-MM-DD or DD/MM/YYYY), title, kind, datasets (ids)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise EventsFileError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8"
+        ) from None
+    dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    missing = [name for name in REQUIRED_COLUMNS if name not in header]
+    if missing:
+        raise EventsFileError(f"{path}: missing column(s) {missing}; the header must hold {list(REQUIRED_COLUMNS)}")
+    events, problems = [], []
+    for number, raw in enumerate(reader, start=2):
+        row = {key.strip().lower(): (value or "").strip() for key, value in raw.items() if key}
+        date = _date(row["date"])
+        datasets = [key for key in _SEPARATORS.split(row["datasets"]) if key]
+        unknown = [key for key in datasets if key not in known_datasets]
+        if date is None:
+            problems.append(f"row {number}, column date: {row['date']!r} is not a date (YYYY-MM-DD or DD/MM/YYYY)")
+        if not row["title"]:
+            problems.append(f"row {number}, column title: empty")
+        if not datasets:
+            problems.append(f"row {number}, column datasets: no dataset id")
+        if unknown:
+            problems.append(f"row {number}, column datasets: {unknown} are not followed datasets")
+        if date and row["title"] and datasets and not unknown:
+            kind = row["kind"].lower() or "other"
+            events += [Event(date, row["title"], kind, dataset_id, number) for dataset_id in datasets]
+    if problems:
+        raise EventsFileError(f"{path}: " + "; ".join(problems))
+    return events
+
+
+def build_events_asset(events_file: Path) -> dg.AssetsDefinition:
+    """The asset loading ``events_file`` into raw.community_events, with its file check."""
+
+    @dg.asset(
+        key=EVENTS_KEY,
+        deps=[RAW_SNAPSHOT_KEY],
+        description=EVENTS_DESCRIPTION,
+        group_name="raw",
+        pool=WAREHOUSE_POOL,
+        kinds={"python", "duckdb", "csv"},
+        check_specs=[dg.AssetCheckSpec(EVENTS_FILE_VALID, asset=EVENTS_KEY, description="events.csv is well-formed")],
+        metadata={
+            "file": dg.MetadataValue.path(str(events_file)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[
+                    dg.TableColumn(name, type=column.type, description=column.description)
+                    for name, column in EVENTS_COLUMNS.items()
+                ]
+            ),
+        },
+    )
+    def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResource):  # yields results
+        with warehouse.get_connection() as conn:
+            columns = ", ".join(f"{name} {column.type}" for name, column in EVENTS_COLUMNS.items())
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
+            comment_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
+            known = {row[0] for row in conn.execute("SELECT DISTINCT dataset_id FROM raw.dataset_snapshots").fetchall()}
+            try:
+                events = parse_events(events_file, known) if events_file.exists() else []
+            except EventsFileError as error:
+                context.log.warning(f"{error}; the previous events are kept")
+                yield dg.MaterializeResult(metadata={"error": dg.MetadataValue.text(str(error))})
+                yield dg.AssetCheckResult(
+                    check_name=EVENTS_FILE_VALID,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"error": dg.MetadataValue.text(str(error))},
+                )
+                return
+            frame = pl.DataFrame(
+                [event.__dict__ for event in events],
+                schema={"event_date": pl.Date, "title": pl.String, "kind": pl.String, "dataset_id": pl.String,
+                        "source_row": pl.Int32},
+                orient="row",
+            )  # fmt: skip
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(f"DELETE FROM {EVENTS_TABLE}")
+                conn.register("events_frame", frame.to_arrow())
+                conn.execute(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM events_frame")
+                conn.unregister("events_frame")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        context.log.info(f"{len(events)} event × dataset rows from {events_file}")
+        yield dg.MaterializeResult(metadata={"dagster/row_count": len(events)})
+        yield dg.AssetCheckResult(check_name=EVENTS_FILE_VALID, passed=True, severity=dg.AssetCheckSeverity.WARN)
+
+    return community_events
