@@ -16,10 +16,15 @@ from usage_pipeline.insights.alerts import build_alert_sensor
 from usage_pipeline.insights.assets import discussion_themes
 from usage_pipeline.insights.digest import build_digest_asset
 from usage_pipeline.insights.events import build_events_asset
+from usage_pipeline.insights.link_health import build_link_health_asset
 from usage_pipeline.models import build_model_asset, load_models
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import PUBLISHED_KEY, QUALITY_DOCS, build_publish_asset
 from usage_pipeline.settings import Settings
+from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, build_survey_asset
+from usage_pipeline.surveys.sensors import build_survey_sensor
+
+SURVEY_JOB_NAME = "survey_ingest"
 
 # The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -39,6 +44,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
         discussion_themes,
         build_events_asset(settings.data_dir / "events.csv"),
+        build_link_health_asset(enabled=settings.link_checks),
+        build_survey_asset(settings.data_dir / "surveys"),
         build_publish_asset(models, settings.published_dir),
         build_digest_asset(settings.published_dir, [PUBLISHED_KEY]),
     ]
@@ -49,15 +56,22 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         executor_def=dg.in_process_executor,  # one process, one DuckDB writer at a time
         description="Snapshot every followed dataset for one date (one run), rebuild the models, publish.",
     )
+    survey_job = dg.define_asset_job(
+        SURVEY_JOB_NAME,
+        selection=dg.AssetSelection.assets(SURVEY_RESPONSES_KEY).downstream() - dg.AssetSelection.checks(freshness),
+        executor_def=dg.in_process_executor,
+        description="Ingest new or changed survey files, rebuild what reads them, publish.",
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(
         assets=assets,
         asset_checks=[freshness],
-        jobs=[daily_job],
+        jobs=[daily_job, survey_job],
         schedules=[daily_refresh_schedule, freshness_schedule],
         sensors=[
             dataset_discovery_sensor,
             build_alert_sensor(settings.published_dir, settings.alert_webhook_url, settings.answer_sla_days),
+            build_survey_sensor(settings.data_dir / "surveys", SURVEY_JOB_NAME),
         ],
         resources={
             "udata": UdataResource.from_settings(settings),

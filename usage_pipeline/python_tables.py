@@ -4,8 +4,12 @@ import dagster as dg
 
 from usage_pipeline.insights.assets import DISCUSSION_THEMES_KEY, DISCUSSION_THEMES_TABLE
 from usage_pipeline.insights.events import EVENTS_KEY, EVENTS_TABLE
+from usage_pipeline.insights.link_health import LINK_CHECKS_KEY, LINK_CHECKS_TABLE
+from usage_pipeline.surveys.assets import SURVEY_TABLE_ASSETS
 
 PYTHON_TABLE_ASSETS: dict[str, dg.AssetKey] = {
     DISCUSSION_THEMES_TABLE: DISCUSSION_THEMES_KEY,
     EVENTS_TABLE: EVENTS_KEY,
+    LINK_CHECKS_TABLE: LINK_CHECKS_KEY,
+    **SURVEY_TABLE_ASSETS,
 }

@@ -36,6 +36,15 @@ def _bounded_int(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -53,6 +62,7 @@ class Settings:
     freshness_hour: int = 12
     alert_webhook_url: str | None = None
     answer_sla_days: int = 7
+    link_checks: bool = True
 
     @property
     def warehouse_path(self) -> Path:
@@ -94,4 +104,5 @@ class Settings:
             freshness_hour=_bounded_int("USAGE_FRESHNESS_HOUR", env.get("USAGE_FRESHNESS_HOUR", "12"), 0, 23),
             alert_webhook_url=env.get("USAGE_ALERT_WEBHOOK_URL", "").strip() or None,
             answer_sla_days=_bounded_int("USAGE_ANSWER_SLA_DAYS", env.get("USAGE_ANSWER_SLA_DAYS", "7"), 1, 3650),
+            link_checks=_flag("USAGE_LINK_CHECKS", env.get("USAGE_LINK_CHECKS", "1")),
         )

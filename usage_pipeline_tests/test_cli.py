@@ -20,6 +20,7 @@ def environment(portal: PortalServer, world: World, tmp_path: Path, monkeypatch:
         "USAGE_DATASETS": ",".join(datasets),
         "USAGE_DATA_DIR": str(data_dir),
         "USAGE_START_DATE": "2026-11-01",
+        "USAGE_LINK_CHECKS": "0",
         "USAGE_HTTP_MAX_ELAPSED": "2",
     }.items():
         monkeypatch.setenv(name, value)

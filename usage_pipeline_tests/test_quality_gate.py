@@ -38,6 +38,7 @@ def data_dir(portal: PortalServer, world: World, tmp_path: Path, monkeypatch: py
         "USAGE_DATASETS": ",".join(datasets),
         "USAGE_DATA_DIR": str(tmp_path / "data"),
         "USAGE_START_DATE": "2026-11-01",
+        "USAGE_LINK_CHECKS": "0",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))

@@ -20,6 +20,8 @@ DAY_2 = dt.date(2026, 11, 21)
 GROWING = "5ff5e6e99724cb8fff59a5be"  # barometre-des-resultats-de-laction-publique
 DELETED = "65271c20a80b3f04010e71ff"  # marches-publics-de-la-metropole-de-lyon
 NEW_REUSE_ON = "5c1bab838b4c415d323a5741"  # defibrillateurs: no reuse in the sample
+SIRENE = "5b7ffc618b4c4169d30727e0"
+ETALAB = "534fff75a3a7292c64a77de4"
 
 
 def published(settings: Settings, sql: str) -> pl.DataFrame:
@@ -69,11 +71,34 @@ def day_two_changes(world: World) -> None:
     reuse = dict(world.entries[GROWING]["reuses"][0], id="6a0000000000000000000001", title="Carte des défibrillateurs")
     target["reuses"].append(reuse)
     target["dataset"]["metrics"]["reuses"] += 1
+    sirene = world.entries[SIRENE]
+    removed = sirene["reuses"].pop(0)  # the reuse is no longer listed on Sirene
+    sirene["dataset"]["metrics"]["reuses"] -= 1
+    world.removed_reuse = removed["id"]
     world.deleted.add(DELETED)
     world.metrics_rows.append(
         {"__id": 4, "dataset_id": GROWING, "organization_id": growing["organization_id"], "metric_month": "2026-11",
          "monthly_visit": 9, "monthly_download_resource": 1}
     )  # fmt: skip
+
+
+def write_survey(folder: Path) -> None:
+    """A Framaforms-like export: `;`, UTF-8 with BOM, French dates, datasets by id, slug and URL."""
+    folder.mkdir(parents=True)
+    (folder / "surveys.yaml").write_text(
+        'files:\n  - pattern: "enquete-*.csv"\n    columns:\n'
+        '      dataset: "Quel jeu de données utilisez-vous ?"\n      submitted_at: "Date de soumission"\n'
+        '      satisfaction: "Note (1 à 5)"\n      needs: "Qu\'est-ce qui vous manque ?"\n'
+        '      email: "Courriel"\n',
+        encoding="utf-8",
+    )
+    rows = [
+        "Quel jeu de données utilisez-vous ?;Date de soumission;Note (1 à 5);Qu'est-ce qui vous manque ?;Courriel",
+        f"{GROWING};20/11/2026 10:15;4;Des mises à jour plus fréquentes;ana@example.org",
+        "barometre-des-resultats-de-laction-publique;21/11/2026;2;Le fichier est introuvable, lien mort;bo@example.org",
+        f"https://www.data.gouv.fr/fr/datasets/{SIRENE}/;21/11/2026;5;Rien, merci !;ANA@example.org",
+    ]
+    (folder / "enquete-2026.csv").write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -103,6 +128,7 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
             data_dir=root / "data",
             start_date=START_DATE,
             http_max_elapsed=10,
+            link_checks=False,
         )
         instance = cli.dagster_instance(settings)
         cli.refresh(settings, DAY_1, instance)
@@ -117,6 +143,11 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
             awaiting["discussion"].append(
                 {"content": "Merci, c'est corrigé.", "posted_on": "2026-11-21T08:00:00+00:00", "posted_by": member}
             )
+        env.setenv("USAGE_PSEUDONYM_SALT", "a-test-salt")
+        write_survey(settings.data_dir / "surveys")
+        (settings.data_dir / "events.csv").write_text(
+            f"date,title,kind,datasets\n{DAY_2},Atelier baromètre,workshop,{GROWING}\n", encoding="utf-8"
+        )
         cli.refresh(settings, DAY_2, instance)
         yield TwoDays(world, settings, instance, awaiting["id"])
 
@@ -338,3 +369,66 @@ def test_weekly_digest_for_each_organization(two_days: TwoDays, fixture_data: di
         f"SELECT url FROM reporting.discussions_awaiting_answer WHERE dataset_id = '{GROWING}'",
     )["url"].to_list()
     assert awaiting and all(url in barometre for url in awaiting)
+
+
+def test_reuse_history(two_days: TwoDays, fixture_data: dict) -> None:
+    rows = published(
+        two_days.settings,
+        "SELECT reuse_id, dataset_id, topic, owner_type, owner_name, views, removed_date, last_seen_date "
+        "FROM reporting.reuses",
+    )
+    by_key = {(row["reuse_id"], row["dataset_id"]): row for row in rows.iter_rows(named=True)}
+    removed = by_key[(two_days.world.removed_reuse, SIRENE)]
+    assert (removed["last_seen_date"], removed["removed_date"]) == (DAY_1, DAY_2)
+    assert all(row["removed_date"] is None for key, row in by_key.items() if key[0] != two_days.world.removed_reuse)
+    sample = {(r["id"], e["dataset"]["id"]): r for e in fixture_data["datasets"] for r in e["reuses"]}
+    for key, reuse in sample.items():
+        assert by_key[key]["topic"] == reuse["topic"]
+        assert by_key[key]["views"] == reuse["metrics"]["views"]
+        organization = reuse.get("organization")
+        assert by_key[key]["owner_name"] == (organization["name"] if organization else None)
+        assert by_key[key]["owner_type"] == ("organization" if organization else None)
+    new = published(two_days.settings, "SELECT reuse_id, dataset_id, in_last_7_days FROM reporting.new_reuses")
+    assert new.rows() == [("6a0000000000000000000001", NEW_REUSE_ON, True)]  # day-1 reuses are the baseline
+
+
+def test_reusers_and_interview_candidates(two_days: TwoDays, fixture_data: dict) -> None:
+    reusers = published(two_days.settings, "SELECT * FROM reporting.reusers WHERE reuser_id = '" + ETALAB + "'")
+    etalab = {
+        (r["id"], e["dataset"]["id"])
+        for e in fixture_data["datasets"]
+        for r in e["reuses"]
+        if (r.get("organization") or {}).get("id") == ETALAB
+    } | {("6a0000000000000000000001", NEW_REUSE_ON)}  # the reuse added on day 2 is Etalab's
+    row = reusers.row(0, named=True)
+    assert row["reuses_published"] == len({reuse for reuse, _ in etalab})
+    assert row["datasets_reused"] == len({dataset for _, dataset in etalab})
+    # Etalab's reuses were all published years ago (the day-2 one is a copy): the score is halved
+    assert row["last_activity_at"].year < 2026
+    assert row["engagement_score"] == (5 * row["reuses_published"] + 3 * row["datasets_engaged"]) / 2
+    candidates = published(two_days.settings, "SELECT dataset_id, rank, why FROM reporting.interview_candidates")
+    assert candidates.group_by("dataset_id").len()["len"].max() <= 5
+    top = candidates.filter((pl.col("dataset_id") == NEW_REUSE_ON) & (pl.col("rank") == 1))
+    assert top["why"].item().startswith("published 1 reuse(s) (")
+
+
+def test_event_impact(two_days: TwoDays) -> None:
+    impact = published(two_days.settings, "SELECT * FROM reporting.event_impact")
+    row = impact.row(0, named=True)
+    assert impact.height == 1 and row["dataset_id"] == GROWING and row["kind"] == "workshop"
+    assert (row["views_after"], row["downloads_after"], row["days_observed_after"]) == (100, 7, 1)
+    assert (row["views_before"], row["days_observed_before"]) == (None, 0)  # day 1 has no delta yet
+
+
+def test_survey_results(two_days: TwoDays) -> None:
+    summary = published(two_days.settings, "SELECT * FROM reporting.survey_summary ORDER BY dataset_id")
+    assert summary["dataset_id"].to_list() == [SIRENE, GROWING]
+    growing = summary.row(1, named=True)
+    assert (growing["responses"], growing["respondents"], growing["mean_satisfaction"]) == (2, 2, 3.0)
+    assert growing["satisfied_share"] == 0.5
+    assert set(growing["top_needs_themes"].split(", ")) == {"freshness (1)", "accessibility (1)"}
+    responses = published(two_days.settings, "SELECT respondent_hash, needs FROM reporting.survey_responses")
+    hashes = responses["respondent_hash"].to_list()
+    assert hashes[0] == hashes[2] != hashes[1]  # the same address, whatever its case
+    database = (two_days.settings.published_dir / "usage.duckdb").read_bytes()
+    assert b"example.org" not in database

@@ -57,6 +57,15 @@ TABLE_EXPECTATIONS = {
         gxe.ExpectColumnValuesToBeBetween(column="answered_within_7_days_share", min_value=0, max_value=1),
         gxe.ExpectColumnValuesToMatchRegex(column="month", regex=MONTH),
     ],
+    "reusers": lambda scope: [
+        gxe.ExpectColumnValuesToBeInSet(column="reuser_type", value_set=["user", "organization"]),
+        *_at_least_zero("engagement_score", "reuses_published", "discussions_opened", "messages_posted"),
+    ],
+    "interview_candidates": lambda scope: [gxe.ExpectColumnValuesToBeBetween(column="rank", min_value=1, max_value=5)],
+    "new_reuses": lambda scope: [
+        gxe.ExpectColumnValuesToBeBetween(column="days_since_first_seen", min_value=0, max_value=29)
+    ],
+    "event_impact": lambda scope: [*_at_least_zero("days_observed_before", "days_observed_after")],
     "discussion_themes": lambda scope: [
         gxe.ExpectColumnValuesToBeInSet(column="theme", value_set=list(THEMES)),
         gxe.ExpectColumnValuesToMatchRegex(column="month", regex=MONTH),

@@ -380,6 +380,10 @@ def _route(path: str) -> tuple[str, Callable[[_Request], dict]]:
             return "reuses", _reuses
         case ["api", model, "data"] if model in METRICS_COLUMNS:
             return f"metrics/{model}", lambda request: _metrics(request, model)
+        case ["reuse-sites", "gone", *_]:
+            return "reuse_site", _not_found
+        case ["reuse-sites", *_]:
+            return "reuse_site", lambda request: {"site": "a reuse's own site, alive"}
     return "not_found", _not_found
 
 

@@ -4,9 +4,16 @@ import datetime as dt
 from pathlib import Path
 
 from usage_pipeline import cli
-from usage_pipeline.demo.portal_server import PortalServer
+from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.world import advance_day, generate_world
 from usage_pipeline.settings import Settings
+
+
+def host_reuse_sites(world: World, base_url: str) -> None:
+    """Point the reuses at sites served by the demo portal (one in seven is gone), for the link checks."""
+    reuses = sorted({reuse["id"]: reuse for entry in world.entries.values() for reuse in entry["reuses"]}.items())
+    for index, (reuse_id, reuse) in enumerate(reuses):
+        reuse["url"] = f"{base_url}/reuse-sites/{'gone/' if index % 7 == 3 else ''}{reuse_id}"
 
 
 def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
@@ -16,6 +23,7 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
     organizations = tuple(organization["slug"] for organization in world.organizations.values())
     with PortalServer(world) as server:
         print(f"demo portal (udata API v1 + metrics API) on {server.url}, organizations: {', '.join(organizations)}")
+        host_reuse_sites(world, server.url)
         settings = Settings(
             portal_url=server.url,
             metrics_api_url=server.url,

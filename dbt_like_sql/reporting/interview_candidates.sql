@@ -1,0 +1,74 @@
+-- reporting.interview_candidates
+-- For each followed dataset, the (up to) five reusers to survey or interview first, with why: ranked by
+-- their engagement with that dataset (same formula as reporting.reusers.engagement_score, on that dataset's
+-- activity only). Public profile information only.
+-- grain: dataset_id, rank
+-- columns:
+--   dataset_id VARCHAR: The dataset.
+--   rank BIGINT: 1 = the most engaged reuser of that dataset.
+--   reuser_type VARCHAR: user or organization.
+--   reuser_id VARCHAR: data.gouv.fr id of the reuser.
+--   name VARCHAR: Public name.
+--   slug VARCHAR: Public slug (their page on the portal).
+--   dataset_score DOUBLE: Engagement with this dataset.
+--   why VARCHAR: What they did with the dataset, in words.
+with as_of as (
+    select max(snapshot_date) as as_of_date from raw.dataset_snapshots
+),
+activity as (
+    select owner_type as reuser_type, owner_id as reuser_id, owner_name as name, owner_slug as slug, dataset_id,
+        'reuse' as kind, type as detail, coalesce(created_at, first_seen_date::timestamptz) as active_at
+    from reporting.reuses
+    where owner_id is not null
+    union all
+    select
+        case when posted_as_organization_id is not null then 'organization' else 'user' end,
+        coalesce(posted_as_organization_id, author_id),
+        coalesce(posted_as_organization_name, author_name),
+        coalesce(posted_as_organization_slug, author_slug),
+        dataset_id,
+        case when position = 0 then 'discussion' else 'message' end,
+        null,
+        posted_at
+    from staging.discussion_messages
+    where not is_producer and coalesce(posted_as_organization_id, author_id) is not null
+),
+per_dataset as (
+    select
+        dataset_id,
+        reuser_type,
+        reuser_id,
+        arg_max(name, active_at) as name,
+        arg_max(slug, active_at) as slug,
+        count(*) filter (where kind = 'reuse') as reuses,
+        string_agg(distinct detail, ', ') filter (where kind = 'reuse') as reuse_types,
+        count(*) filter (where kind = 'discussion') as discussions,
+        count(*) filter (where kind = 'message') as messages,
+        max(active_at) as last_activity_at,
+        round(
+            (5 * reuses + 3 + 2 * discussions + messages)
+            * case when any_value(as_of.as_of_date) - max(active_at)::date > 365 then 0.5 else 1 end,
+            1
+        )::double as dataset_score
+    from activity
+    cross join as_of
+    group by dataset_id, reuser_type, reuser_id
+)
+select
+    dataset_id,
+    row_number() over (partition by dataset_id order by dataset_score desc, last_activity_at desc, reuser_id) as rank,
+    reuser_type,
+    reuser_id,
+    name,
+    slug,
+    dataset_score,
+    concat_ws(
+        '; ',
+        case when reuses > 0 then 'published ' || reuses || ' reuse(s) (' || reuse_types || ')' end,
+        case when discussions > 0 then 'opened ' || discussions || ' discussion(s)' end,
+        case when messages > 0 then 'posted ' || messages || ' repl' || case when messages = 1 then 'y' else 'ies' end end,
+        'last active ' || strftime(last_activity_at, '%Y-%m-%d')
+    ) as why
+from per_dataset
+qualify rank <= 5
+order by dataset_id, rank
