@@ -108,9 +108,11 @@ class PortalClient:
         url: str,
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         fields: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        """GET ``url`` and decode its JSON body; ``fields`` is sent as an X-Fields mask."""
-        headers = {"X-Fields": fields} if fields else None
+        """GET ``url`` and decode its JSON body; ``fields`` is sent as an X-Fields mask, ``headers`` as given
+        (an own portal's Authorization header, say: headers never appear in error messages)."""
+        headers = {**(headers or {}), **({"X-Fields": fields} if fields else {})} or None
         started = time.monotonic()
         attempt = 0
         while True:
