@@ -1,0 +1,1 @@
+"""The producer's own portals (Opendatasoft, CKAN): their usage, reuses and comments next to data.gouv.fr."""
