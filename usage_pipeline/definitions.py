@@ -18,6 +18,7 @@ from usage_pipeline.insights.digest import build_digest_asset
 from usage_pipeline.insights.events import build_events_asset
 from usage_pipeline.insights.link_health import build_link_health_asset
 from usage_pipeline.models import build_model_asset, load_models
+from usage_pipeline.own_portals.assets import build_own_portals_asset
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import PUBLISHED_KEY, QUALITY_DOCS, build_publish_asset
 from usage_pipeline.settings import Settings
@@ -46,6 +47,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_events_asset(settings.data_dir / "events.csv"),
         build_link_health_asset(enabled=settings.link_checks),
         build_survey_asset(settings.data_dir / "surveys"),
+        build_own_portals_asset(settings.data_dir / "portals.yaml"),
         build_publish_asset(models, settings.published_dir),
         build_digest_asset(settings.published_dir, [PUBLISHED_KEY]),
     ]

@@ -98,6 +98,152 @@ def _daily_rows() -> list[tuple]:
     return rows
 
 
+def _reuse(reuse_id: str, dataset_id: str, title: str, kind: str, url: str, created: str, first_seen: str, **more):
+    """A reporting.reuses row; ``more``: last_seen, removed, checked (instant), ok, broken, owner."""
+    slug = reuse_id.removeprefix("r-")
+    owner = more.get("owner")
+    return (
+        reuse_id,
+        dataset_id,
+        title,
+        kind,
+        "economy_and_finance",
+        url,
+        f"{PORTAL}/reuses/{slug}/",
+        "user" if owner else None,
+        "u-owner" if owner else None,
+        owner,
+        "owner" if owner else None,
+        10,
+        1,
+        created,
+        first_seen,
+        more.get("last_seen", "2026-11-20"),
+        more.get("removed"),
+        more.get("checked"),
+        more.get("ok"),
+        more.get("broken", False),
+    )
+
+
+def _reuse_rows() -> list[tuple]:
+    checked = "2026-11-20 05:00:00+00"
+    late = "2026-11-19 23:30:00+00"  # 20 Nov in Paris
+    return [
+        _reuse(
+            "r-new", "ds-a2", "Carte de la population", "visualization", "https://example.org/carte",
+            "2026-11-17 12:00:00+00", "2026-11-18", checked=checked, ok=True, owner="Open Asso",
+        ),
+        _reuse(
+            "r-start", "ds-a1", "Déjà là", "application", "https://example.org/app", "2025-01-01 00:00:00+00",
+            "2026-11-06", checked=checked, ok=True,
+        ),
+        # Broken on two datasets of org A: listed once, with both titles.
+        *(
+            _reuse(
+                "r-old", dataset, "Ancienne", "news_article", "https://example.org/old?a=1&b=2",
+                "2025-01-01 00:00:00+00", "2026-10-01", checked=late, ok=False, broken=True,
+                owner="Jean <b>Dupont</b>",
+            )
+            for dataset in ("ds-a1", "ds-a2")
+        ),
+        _reuse(
+            "r-evil", "ds-a1", "Lien douteux", "post", "javascript:alert(1)", "2026-11-19 08:00:00+00", "2026-11-19"
+        ),
+        _reuse(  # removed this week
+            "r-gone", "ds-a2", "Appli retirée", "application", "https://example.org/gone", "2025-06-01 00:00:00+00",
+            "2026-10-01", last_seen="2026-11-16", removed="2026-11-17", checked="2026-11-15 05:00:00+00", ok=True,
+        ),
+        _reuse(  # removed weeks ago
+            "r-gone-old", "ds-a1", "Retirée il y a longtemps", "post", "https://example.org/long",
+            "2025-06-01 00:00:00+00", "2026-09-01", last_seen="2026-10-04", removed="2026-10-05",
+        ),
+        _reuse(  # broken, but no longer on the dataset: nothing to do
+            "r-dead", "ds-a1", "Morte et retirée", "post", "https://example.org/dead", "2025-06-01 00:00:00+00",
+            "2026-09-01", last_seen="2026-11-01", removed="2026-11-02", checked=checked, ok=False, broken=True,
+        ),
+        _reuse(
+            "r-region", "ds-b1", "Tableau régional", "visualization", "https://example.org/region",
+            "2025-06-01 00:00:00+00", "2026-11-11", checked=checked, ok=False, broken=True,
+        ),
+    ]  # fmt: skip
+
+
+SURVEY_SUMMARY_SQL = Path(__file__).parents[1] / "dbt_like_sql" / "reporting" / "survey_summary.sql"
+
+
+def _survey_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """reporting.survey_responses, and reporting.survey_summary built from it by the published SQL."""
+    conn.execute(
+        "CREATE TABLE reporting.survey_responses (file VARCHAR, row_number INTEGER, dataset_id VARCHAR,"
+        " dataset_title VARCHAR, submitted_at TIMESTAMPTZ, satisfaction INTEGER, needs VARCHAR, needs_theme VARCHAR,"
+        " needs_evidence VARCHAR[], reuse_type VARCHAR, respondent_organization VARCHAR, respondent_hash VARCHAR)"
+    )
+    rows = [
+        ("ds-a1", "2026-10-02 10:00:00+00", 5, "Documentation des colonnes", "usability"),  # before the week
+        ("ds-a1", "2026-11-18 10:00:00+00", 2, "Il manque 2024 <b>vite</b> & bien", "freshness"),
+        ("ds-a1", "2026-11-19 10:00:00+00", 4, "   ", None),  # says nothing
+        ("ds-a1", "2026-11-13 23:30:00+00", None, "Plus de   détail\npar quartier", "usability"),  # 14 Nov in Paris
+        ("ds-a1", "2026-11-20 23:30:00+00", 3, "Trop tard", "other"),  # 21 Nov in Paris: after the week
+        *(("ds-a2", f"2026-11-15 {8 + i:02d}:00:00+00", 4, f"Besoin {i:02d}", "reliability") for i in range(11)),
+        ("ds-b1", "2026-11-16 10:00:00+00", 1, "Besoin de la région", "accessibility"),
+    ]
+    titles = {row[0]: row[4] for row in DATASETS}
+    conn.executemany(
+        "INSERT INTO reporting.survey_responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("survey.csv", index + 2, dataset, titles[dataset], at, rating, needs, theme, [], "app", None, None)
+            for index, (dataset, at, rating, needs, theme) in enumerate(rows)
+        ],
+    )
+    conn.execute(f"CREATE TABLE reporting.survey_summary AS {SURVEY_SUMMARY_SQL.read_text()}")
+
+
+def _event_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(
+        "CREATE TABLE reporting.event_impact (event_date DATE, title VARCHAR, kind VARCHAR, dataset_id VARCHAR,"
+        " views_before BIGINT, views_after BIGINT, downloads_before BIGINT, downloads_after BIGINT,"
+        " discussions_before BIGINT, discussions_after BIGINT, reuses_before BIGINT, reuses_after BIGINT,"
+        " days_observed_before BIGINT, days_observed_after BIGINT, views_change_pct DOUBLE)"
+    )
+    workshop = "Atelier <données> & budget"
+    conn.executemany(
+        "INSERT INTO reporting.event_impact VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("2026-11-05", workshop, "workshop", "ds-a1", 100, 250, 20, 40, 0, 2, 0, 1, 14, 14, 150.0),
+            ("2026-11-05", workshop, "workshop", "ds-a2", None, 60, None, 10, 0, 1, 0, 0, 0, 14, None),
+            ("2026-11-19", "Lettre d'information", "newsletter", "ds-a2", 65, 10, 7, 8, 0, 0, 0, 0, 13, 2, -84.6),
+            ("2026-08-01", "Vieux webinaire", "webinar", "ds-a1", 10, 20, 1, 2, 0, 0, 0, 0, 14, 14, 100.0),
+            ("2026-11-25", "Hackathon à venir", "hackathon", "ds-a1", 140, None, 21, None, 0, 0, 0, 0, 14, 0, None),
+            ("2026-11-12", "Rencontre régionale", "workshop", "ds-b1", 7, 56, 1, 8, 0, 0, 0, 0, 1, 9, 700.0),
+        ],
+    )
+
+
+def _candidate_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(
+        "CREATE TABLE reporting.interview_candidates (dataset_id VARCHAR, rank BIGINT, reuser_type VARCHAR,"
+        " reuser_id VARCHAR, name VARCHAR, slug VARCHAR, dataset_score DOUBLE, why VARCHAR)"
+    )
+    conn.executemany(
+        "INSERT INTO reporting.interview_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            ("ds-a2", 1, "user", "u-bob", "Bob Martin", "bob martin/x", 5.0,
+             "opened 1 discussion(s); last active 2026-11-15"),
+            ("ds-a1", 1, "user", "u-alice", "Alice Durand", "alice-durand", 11.0,
+             "published 1 reuse(s) (application); opened 1 discussion(s); last active 2026-11-18"),
+            ("ds-a1", 2, "organization", "o-asso", "Open <Asso> & co", "open-asso", 8.0,
+             "published 1 reuse(s) (visualization); last active 2026-11-17"),
+            ("ds-a1", 3, "user", "u-anon", "Sans Profil", None, 3.0, "posted 1 reply; last active 2026-06-01"),
+            ("ds-a1", 4, "user", "u-fourth", "Quatrième", "quatrieme", 2.0, "posted 1 reply; last active 2026-05-01"),
+            ("ds-a3", 1, "user", "u-ghost", "Fantôme", "fantome", 9.0,
+             "opened 3 discussion(s); last active 2026-01-01"),
+            ("ds-b1", 1, "organization", "o-bus", "Collectif Bus", "collectif-bus", 5.0,
+             "published 1 reuse(s) (api); last active 2026-11-12"),
+        ],
+    )  # fmt: skip
+
+
 def build_published_db(path: Path) -> Path:
     """A published copy with the reporting columns the digest reads."""
     with duckdb.connect(str(path)) as conn:
@@ -169,57 +315,15 @@ def build_published_db(path: Path) -> Path:
         )
         conn.execute(
             "CREATE TABLE reporting.reuses (reuse_id VARCHAR, dataset_id VARCHAR, title VARCHAR, type VARCHAR,"
-            " url VARCHAR, page_url VARCHAR, created_at TIMESTAMPTZ, first_seen_date DATE, last_seen_date DATE)"
+            " topic VARCHAR, url VARCHAR, page_url VARCHAR, owner_type VARCHAR, owner_id VARCHAR, owner_name VARCHAR,"
+            " owner_slug VARCHAR, views BIGINT, followers BIGINT, created_at TIMESTAMPTZ, first_seen_date DATE,"
+            " last_seen_date DATE, removed_date DATE, link_checked_at TIMESTAMPTZ, link_ok BOOLEAN,"
+            " link_broken BOOLEAN)"
         )
-        conn.executemany(
-            "INSERT INTO reporting.reuses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    "r-new",
-                    "ds-a2",
-                    "Carte de la population",
-                    "visualization",
-                    "https://example.org/carte",
-                    f"{PORTAL}/reuses/carte/",
-                    "2026-11-17 12:00:00+00",
-                    "2026-11-18",
-                    "2026-11-20",
-                ),
-                (
-                    "r-start",
-                    "ds-a1",
-                    "Déjà là",
-                    "application",
-                    "https://example.org/app",
-                    f"{PORTAL}/reuses/app/",
-                    "2025-01-01 00:00:00+00",
-                    "2026-11-06",
-                    "2026-11-20",
-                ),
-                (
-                    "r-old",
-                    "ds-a1",
-                    "Ancienne",
-                    "post",
-                    "https://example.org/old",
-                    f"{PORTAL}/reuses/old/",
-                    "2025-01-01 00:00:00+00",
-                    "2026-10-01",
-                    "2026-11-20",
-                ),
-                (
-                    "r-evil",
-                    "ds-a1",
-                    "Lien douteux",
-                    "post",
-                    "javascript:alert(1)",
-                    f"{PORTAL}/reuses/evil/",
-                    "2026-11-19 08:00:00+00",
-                    "2026-11-19",
-                    "2026-11-20",
-                ),
-            ],
-        )
+        conn.executemany(f"INSERT INTO reporting.reuses VALUES ({', '.join(['?'] * 20)})", _reuse_rows())
+        _survey_tables(conn)
+        _event_table(conn)
+        _candidate_table(conn)
         conn.execute(
             "CREATE TABLE reporting.discussion_themes (dataset_id VARCHAR, month VARCHAR, theme VARCHAR,"
             " discussions BIGINT)"
@@ -260,6 +364,19 @@ def _context(published: Path, organization_id: str = "org-a") -> dict:
     with duckdb.connect(str(published), read_only=True) as conn:
         organization = next(org for org in digest.load_organizations(conn) if org.id == organization_id)
         return digest.build_context(digest.load_inputs(conn, organization, REPORT_DATE), REPORT_DATE)
+
+
+def _section(html: str, name: str) -> str:
+    """The HTML of ``<section id="name">``; empty when the digest has no such section."""
+    start = html.find(f'<section id="{name}">')
+    return "" if start < 0 else html[start : html.index("</section>", start)]
+
+
+def _md_section(markdown: str, title: str) -> str:
+    """The Markdown from ``## title`` to the next second-level heading or rule; empty when absent."""
+    if f"\n## {title}\n" not in markdown:
+        return ""
+    return re.split(r"\n## |\n---\n", markdown.split(f"\n## {title}\n", 1)[1])[0]
 
 
 class _Balance(HTMLParser):
@@ -311,7 +428,7 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
     assert headline["views"]["change"]["text"] == "+70 (+67%) vs the 7 days before"
     assert headline["downloads"]["change"]["text"] == "+28 (+133%) vs the 7 days before"
     assert headline["followers"] == {"value": 6, "change": 1}
-    assert headline["reuses"] == {"value": 2, "new": 2}
+    assert headline["reuses"] == {"value": 2, "new": 2, "broken": 1}
     assert headline["open_questions"] == {"value": 2, "oldest_days": 50}
     assert context["as_of"] == REPORT_DATE
 
@@ -373,13 +490,15 @@ def test_new_reuses_only(published: Path, tmp_path: Path) -> None:
         ("r-evil", [BUDGET_TITLE]),
     ]
     digest.write_digests(published, tmp_path, REPORT_DATE)
-    html = (tmp_path / "ville-de-test-2026-W47.html").read_text()
-    assert f'<a href="{PORTAL}/reuses/carte/">Carte de la population</a>' in html
-    assert 'href="https://example.org/carte"' in html and "visualization" in html
+    html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuses")
+    assert f'<a href="{PORTAL}/reuses/new/">Carte de la population</a>' in html
+    assert 'href="https://example.org/carte"' in html and "visualization" in html and "by Open Asso" in html
     assert "Déjà là" not in html and "Ancienne" not in html  # there when tracking started / weeks ago
     assert f'<a href="{PORTAL}/reuses/evil/">Lien douteux</a>' in html  # its javascript: address is no link
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
-    assert f"- [Carte de la population]({PORTAL}/reuses/carte/) (visualization)" in markdown
+    assert (
+        f"- [Carte de la population]({PORTAL}/reuses/new/) (visualization), uses Population, by Open Asso" in markdown
+    )
     assert "javascript:" not in markdown
 
 
@@ -474,6 +593,18 @@ def test_pure_helpers() -> None:
     assert digest.month_of(dt.date(2026, 1, 15), 2) == "2025-11"
     assert digest.safe_url("javascript:alert(1)") is None and digest.safe_url(" https://x.fr/a ") == "https://x.fr/a"
     assert digest.md_text("a|b [c](d) <e> &lt;") == r"a\|b \[c\]\(d\) \<e\> \&lt;"
+    assert digest.portal_base("https://demo.data.gouv.fr/fr/datasets/x/") == "https://demo.data.gouv.fr"
+    assert digest.portal_base("javascript:alert(1)") == digest.portal_base(None) == "https://www.data.gouv.fr"
+    assert digest.profile_url("https://p.fr", "organization", "a b") == "https://p.fr/organizations/a%20b"
+    assert (
+        digest.profile_url("https://p.fr", "user", " ") is None
+        and digest.profile_url("https://p.fr", None, "x") is None
+    )
+    assert digest.shorten("un  deux\ntrois quatre", 12) == "un deux…" and digest.shorten(None, 5) == ""
+    assert digest.local_day(dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 21)
+    assert digest.window_figure(None, 5, 0, 3) == {"before": None, "after": 5, "change": None}
+    assert digest.window_figure(10, 15, 14, 14)["change"]["short"] == "+5 (+50%)"
+    assert digest.percent(0.755) == "76%" and digest.percent(None) == "—"
 
 
 def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
@@ -493,3 +624,171 @@ def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["week"].value == "2026-W47"
     assert (published_dir / "reports" / "ville-de-test-2026-W47.html").exists()
+
+
+def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
+    problems = _context(published)["reuse_problems"]
+    assert problems["checked"] == 3  # r-new, r-start, r-old (listed and checked)
+    assert [(reuse["reuse_id"], reuse["datasets"], reuse["checked_on"]) for reuse in problems["broken"]] == [
+        ("r-old", [BUDGET_TITLE, "Population"], dt.date(2026, 11, 20))  # 23:30 UTC on the 19th: the 20th in Paris
+    ]
+    assert problems["broken"][0]["hint"] == (
+        "Tell the author (Jean <b>Dupont</b>), or remove the reuse from the dataset."
+    )
+    assert [(reuse["reuse_id"], reuse["removed_date"]) for reuse in problems["removed"]] == [
+        ("r-gone", dt.date(2026, 11, 17))
+    ]
+    digest.write_digests(published, tmp_path, REPORT_DATE)
+    html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuse-links")
+    assert f'<a href="{PORTAL}/reuses/old/">Ancienne</a>' in html and "news article" in html
+    assert '<a class="url" href="https://example.org/old?a=1&amp;b=2">https://example.org/old?a=1&amp;b=2</a>' in html
+    assert "last checked 20 Nov 2026" in html
+    assert "Tell the author (Jean &lt;b&gt;Dupont&lt;/b&gt;), or remove the reuse from the dataset." in html
+    assert "Removed from a dataset this week" in html and "no longer listed on Population since 17 Nov 2026" in html
+    for absent in ("Morte et retirée", "Retirée il y a longtemps", "Tableau régional", "Carte de la population"):
+        assert absent not in html
+    markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "Reuses to check")
+    assert "last checked 20 Nov 2026. Address: <https://example.org/old?a=1&b=2>." in markdown
+    assert r"Tell the author \(Jean \<b\>Dupont\</b\>\), or remove the reuse from the dataset." in markdown
+    assert f"- [Appli retirée]({PORTAL}/reuses/gone/) (application), no longer listed on Population" in markdown
+    other = _md_section((tmp_path / "region-exemple-2026-W47.md").read_text(), "Reuses to check")
+    assert "Tableau régional" in other and "Tell the author, or remove" in other and "Removed" not in other
+    assert "1 with a broken link" in (tmp_path / "ville-de-test-2026-W47.html").read_text()
+
+
+def test_survey_results(published: Path, tmp_path: Path) -> None:
+    surveys = _context(published)["surveys"]
+    assert [
+        (row["dataset_id"], row["responses"], row["mean_satisfaction"], row["satisfied_share"], row["themes"])
+        for row in surveys["datasets"]
+    ] == [
+        ("ds-a2", 11, 4.0, 1.0, "reliability (11)"),
+        ("ds-a1", 5, 3.5, 0.5, "usability (2), freshness (1), other (1)"),
+    ]
+    # The week's answers saying something, in Paris days: 14 Nov 00:30 is in, 21 Nov 00:30 is not; blank needs
+    # are left out. The latest 10 of 13.
+    assert surveys["needs_total"] == 13
+    assert (surveys["responses"], surveys["last_response"]) == (16, dt.date(2026, 11, 21))  # "Trop tard" included
+    needs = [(need["text"], need["theme"], need["submitted"]) for need in surveys["needs"]]
+    assert len(needs) == digest.SURVEY_NEEDS
+    assert needs[0] == ("Il manque 2024 <b>vite</b> & bien", "freshness", dt.date(2026, 11, 18))
+    assert needs[1:3] == [
+        ("Besoin 10", "reliability", dt.date(2026, 11, 15)),
+        ("Besoin 09", "reliability", dt.date(2026, 11, 15)),
+    ]
+    assert not {"Trop tard", "Documentation des colonnes", "Besoin de la région"} & {need[0] for need in needs}
+
+    digest.write_digests(published, tmp_path, REPORT_DATE)
+    html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "surveys")
+    assert re.search(
+        r">Population</a></td>\s*<td class=\"num\">11</td>\s*<td class=\"num\">4.0 / 5</td>\s*"
+        r"<td class=\"num\">100%</td>",
+        html,
+    )
+    assert "3.5 / 5" in html and "50%" in html and "usability (2), freshness (1), other (1)" in html
+    assert "<q>Il manque 2024 &lt;b&gt;vite&lt;/b&gt; &amp; bien</q>" in html
+    assert "The 10 latest of the 13 answers of the week" in html
+    markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "What your survey respondents say")
+    assert r"| 5 | 3.5 / 5 | 50% | usability \(2\), freshness \(1\), other \(1\) |" in markdown
+    assert r"- “Il manque 2024 \<b\>vite\</b\> \& bien” (freshness), Budget" in markdown
+    assert markdown.count("\n- “") == 10
+    other = _section((tmp_path / "region-exemple-2026-W47.html").read_text(), "surveys")
+    assert "Besoin de la région" in other and "Population" not in other
+
+
+def test_community_events(published: Path, tmp_path: Path) -> None:
+    events = _context(published)["events"]
+    assert [(event["date"], event["title"], event["open_until"]) for event in events] == [
+        (dt.date(2026, 11, 19), "Lettre d'information", dt.date(2026, 12, 2)),
+        (dt.date(2026, 11, 5), "Atelier <données> & budget", None),
+    ]  # neither the webinar of August (over 90 days ago) nor the coming hackathon, nor org B's
+    budget, population = events[1]["rows"]
+    assert budget["views"] == {"before": 100, "after": 250, "change": digest.change(250, 100)}
+    assert population["views"] == {"before": None, "after": 60, "change": None}  # no snapshot before
+    assert events[0]["rows"][0]["views"]["change"] is None  # 13 and 2 days observed: no change computed
+
+    digest.write_digests(published, tmp_path, REPORT_DATE)
+    html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "events")
+    assert html.index("Lettre d&#39;information") < html.index("Atelier &lt;données&gt; &amp; budget")
+    assert "still counting: the 14 days from it end on 2 Dec 2026" in html
+    assert '<span class="muted small">not enough data</span> → 60' in html
+    assert "100 → 250<br>" in html and "+150 (+150%)" in html and "0 → 2" in html and "14 / 14" in html
+    assert "13 / 2" in html and "Vieux webinaire" not in html and "Hackathon" not in html
+    markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "Community events")
+    assert r"### Atelier \<données\> \& budget (workshop), 5 Nov 2026" in markdown
+    assert "| not enough data → 60 | not enough data → 10 | 0 → 1 | 0 → 0 | 0 / 14 |" in markdown
+    assert "| 100 → 250, +150 (+150%) | 20 → 40, +20 (+100%) | 0 → 2 | 0 → 1 | 14 / 14 |" in markdown
+    assert "Rencontre régionale" in (tmp_path / "region-exemple-2026-W47.md").read_text()
+
+
+def test_people_to_talk_to(published: Path, tmp_path: Path) -> None:
+    people = _context(published)["people"]
+    # ds-a1 (140 views this week) before ds-a2 (35); the gone dataset's reuser is not suggested.
+    assert [(entry["dataset_id"], [person["name"] for person in entry["people"]]) for entry in people] == [
+        ("ds-a1", ["Alice Durand", "Open <Asso> & co", "Sans Profil"]),
+        ("ds-a2", ["Bob Martin"]),
+    ]
+    assert [person["url"] for person in people[0]["people"]] == [
+        "https://www.data.gouv.fr/users/alice-durand",
+        "https://www.data.gouv.fr/organizations/open-asso",
+        None,
+    ]
+    assert people[1]["people"][0]["url"] == "https://www.data.gouv.fr/users/bob%20martin%2Fx"
+
+    digest.write_digests(published, tmp_path, REPORT_DATE)
+    html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "people")
+    assert '<a href="https://www.data.gouv.fr/organizations/open-asso">Open &lt;Asso&gt; &amp; co</a>' in html
+    assert "<strong>Sans Profil</strong>" in html and "Quatrième" not in html and "Fantôme" not in html
+    assert "published 1 reuse(s) (application); opened 1 discussion(s); last active 2026-11-18" in html
+    markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "People to talk to")
+    assert "- [Alice Durand](https://www.data.gouv.fr/users/alice-durand) (user): published 1 reuse" in markdown
+    assert "Collectif Bus" in _section((tmp_path / "region-exemple-2026-W47.html").read_text(), "people")
+
+
+def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) -> None:
+    """Without the optional tables and the newer reuses columns; then with the tables, empty."""
+    with duckdb.connect(str(published)) as conn:
+        for table in ("survey_summary", "survey_responses", "event_impact", "interview_candidates"):
+            conn.execute(f"DROP TABLE reporting.{table}")
+        for column in ("removed_date", "link_checked_at", "link_ok", "link_broken", "owner_name"):
+            conn.execute(f"ALTER TABLE reporting.reuses DROP COLUMN {column}")
+    digest.write_digests(published, tmp_path / "older", REPORT_DATE)
+    html = (tmp_path / "older" / "ville-de-test-2026-W47.html").read_text()
+    for name in ("reuse-links", "surveys", "events", "people"):
+        assert f'id="{name}"' not in html
+    assert "Carte de la population" in _section(html, "reuses") and "broken link" not in html
+    parser = _Balance()
+    parser.feed(html)
+    assert parser.errors == [] and parser.stack == []
+    markdown = (tmp_path / "older" / "ville-de-test-2026-W47.md").read_text()
+    assert "## Reuses to check" not in markdown and "## People to talk to" not in markdown
+
+    with duckdb.connect(str(published)) as conn:
+        conn.execute(
+            "CREATE TABLE reporting.survey_summary (dataset_id VARCHAR, dataset_title VARCHAR,"
+            " responses BIGINT, mean_satisfaction DOUBLE, satisfied_share DOUBLE, top_needs_themes VARCHAR,"
+            " last_response_at TIMESTAMPTZ)"
+        )
+        conn.execute(
+            "CREATE TABLE reporting.event_impact AS SELECT * FROM (SELECT DATE '2026-11-01' AS event_date,"
+            " '' AS title, '' AS kind, '' AS dataset_id, 0 AS views_before, 0 AS views_after,"
+            " 0 AS downloads_before, 0 AS downloads_after, 0 AS discussions_before, 0 AS discussions_after,"
+            " 0 AS reuses_before, 0 AS reuses_after, 0 AS days_observed_before, 0 AS days_observed_after)"
+            " WHERE false"
+        )
+        conn.execute(
+            "CREATE TABLE reporting.interview_candidates (dataset_id VARCHAR, rank BIGINT,"
+            " reuser_type VARCHAR, name VARCHAR, slug VARCHAR, why VARCHAR)"
+        )
+        for column, kind in (
+            ("removed_date", "DATE"),
+            ("link_checked_at", "TIMESTAMPTZ"),
+            ("link_ok", "BOOLEAN"),
+            ("link_broken", "BOOLEAN"),
+        ):
+            conn.execute(f"ALTER TABLE reporting.reuses ADD COLUMN {column} {kind}")
+    digest.write_digests(published, tmp_path / "empty", REPORT_DATE)
+    html = (tmp_path / "empty" / "ville-de-test-2026-W47.html").read_text()
+    for name in ("surveys", "events", "people"):
+        assert f'id="{name}"' not in html
+    assert "No reuse address has been checked yet." in _section(html, "reuse-links")

@@ -4,6 +4,10 @@
 ``<slug>-<YYYY>-W<WW>.html``, ``.md`` and the ``<slug>-<YYYY>-W<WW>-<chart>.svg`` charts the Markdown links
 (the HTML inlines them). Queries (`load_inputs`), figures (`build_context`), charts (`render_charts`) and
 templates (`render_html`, `render_markdown`) are separate so that each can be tested on its own.
+
+Tables published later than the first digest (survey, event, reuser and link-check tables, the newer columns of
+reporting.reuses) are optional: `load_inputs` looks them up in information_schema first, and a section whose
+table is missing or has nothing for the organization is left out.
 """
 
 import datetime as dt
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
@@ -28,6 +33,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from usage_pipeline.ingest.partitions import run_date
+from usage_pipeline.ingest.schedules import TIMEZONE
 
 DIGEST_KEY = dg.AssetKey(["published", "weekly_digest"])
 REPORTS_DIR = "reports"
@@ -38,6 +44,14 @@ MONTHLY_CHART_MONTHS = 12
 ANSWER_MONTHS = 3
 TOP_DATASETS = 5
 HISTORY_DAYS = DAILY_CHART_DAYS + 31  # daily rows read: the chart, and room for a delta that covers a gap
+EVENT_DAYS = 90  # community events shown: those of the last 90 days
+EVENT_WINDOW_DAYS = 14  # reporting.event_impact compares the 14 days from the event with the 14 days before
+SURVEY_NEEDS = 10  # needs of the week's survey answers shown, the latest first
+NEEDS_CHARACTERS = 280  # a longer needs text is shortened
+PEOPLE_DATASETS = 3  # most viewed datasets whose reusers are suggested for an interview
+PEOPLE_PER_DATASET = 3
+DEFAULT_PORTAL = "https://www.data.gouv.fr"
+LOCAL_TIME = ZoneInfo(TIMEZONE)  # the days of the digest are days in Paris
 
 Row = dict[str, Any]
 THEME_HINTS = {  # what each discussion theme covers, in the reader's words
@@ -71,6 +85,13 @@ class DigestInputs:
     reuses: list[Row] = field(default_factory=list)  # reuses rows first seen during the week
     themes: list[Row] = field(default_factory=list)  # month, theme, discussions (organization sums)
     response_times: list[Row] = field(default_factory=list)  # response_times rows of the last months
+    # reporting.reuses rows checked or removed during the week; None when the file has no link checks (older file)
+    reuse_links: list[Row] | None = None
+    surveys: list[Row] = field(default_factory=list)  # survey_summary rows, most answers first
+    survey_needs: list[Row] = field(default_factory=list)  # the week's answers saying what is missing, latest first
+    survey_needs_total: int = 0  # how many answers of the week said what is missing (survey_needs holds <= 10)
+    events: list[Row] = field(default_factory=list)  # event_impact rows of the last 90 days
+    candidates: list[Row] = field(default_factory=list)  # interview_candidates rows, the first 3 of each dataset
 
 
 # ---------------------------------------------------------------------------------------------- dates and numbers
@@ -91,6 +112,11 @@ def month_of(day: dt.date, back: int = 0) -> str:
 def number(value: float | None, digits: int = 0) -> str:
     """``12,345`` (or ``12.5``); an em dash for no value."""
     return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def percent(value: float | None) -> str:
+    """A share as ``75%``; an em dash for no value."""
+    return "—" if value is None else f"{value:.0%}"
 
 
 def date_text(value: dt.date | dt.datetime | None) -> str:
@@ -316,6 +342,223 @@ def answer_summary(rows: Iterable[Row], report_date: dt.date) -> Row:
     }
 
 
+def local_day(value: dt.date | dt.datetime | None) -> dt.date | None:
+    """The day of ``value`` in Paris (a date is kept as it is)."""
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(LOCAL_TIME) if value.tzinfo else value).date()
+    return value
+
+
+def shorten(text: str | None, limit: int) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis when longer than ``limit`` characters."""
+    text = " ".join((text or "").split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(",;:.") + "…"
+
+
+def portal_base(page_url: str | None) -> str:
+    """The portal's scheme and host, from a dataset page address when it has one, else data.gouv.fr's."""
+    url = safe_url(page_url)
+    parts = urlsplit(url) if url else None
+    return f"{parts.scheme}://{parts.netloc}" if parts and parts.netloc else DEFAULT_PORTAL
+
+
+def profile_url(base: str, reuser_type: str | None, slug: str | None) -> str | None:
+    """A reuser's public page: ``<base>/users/<slug>`` or ``<base>/organizations/<slug>``; None when unknown."""
+    folder = {"user": "users", "organization": "organizations"}.get(reuser_type or "")
+    if not folder or not slug or not slug.strip():
+        return None
+    return f"{base}/{folder}/{quote(slug.strip(), safe='')}"
+
+
+def _listed(row: Row, datasets: dict[str, Row]) -> bool:
+    """Whether a reuses row is still on its dataset: not removed, on a dataset still published."""
+    dataset = datasets.get(row["dataset_id"])
+    return row.get("removed_date") is None and dataset is not None and dataset.get("status") != "gone"
+
+
+def reuse_problems(rows: Iterable[Row] | None, datasets: dict[str, Row], report_date: dt.date) -> Row | None:
+    """Reuses still listed whose address failed its last 3 checks, and reuses removed from a dataset this week.
+
+    Each reuse once, with the titles of the datasets concerned; ``checked``: the listed reuses whose address was
+    checked at least once. None when the published file has no link checks.
+    """
+    if rows is None:
+        return None
+    start, end, _, _ = _windows(report_date)
+    broken: dict[str, Row] = {}
+    removed: dict[str, Row] = {}
+    checked: set[str] = set()
+    for row in sorted(rows, key=lambda row: (row.get("title") or "", row["reuse_id"], row["dataset_id"])):
+        title = datasets.get(row["dataset_id"], {}).get("title") or row["dataset_id"]
+        removed_day = row.get("removed_date")
+        if _listed(row, datasets) and row.get("link_checked_at") is not None:
+            checked.add(row["reuse_id"])
+            if row.get("link_broken"):
+                author = f"the author ({row['owner_name']})" if row.get("owner_name") else "the author"
+                reuse = broken.setdefault(
+                    row["reuse_id"],
+                    {
+                        **row,
+                        "datasets": [],
+                        "checked_on": local_day(row["link_checked_at"]),
+                        "hint": f"Tell {author}, or remove the reuse from the dataset.",
+                    },
+                )
+                if title not in reuse["datasets"]:
+                    reuse["datasets"].append(title)
+        elif removed_day is not None and start <= removed_day <= end:
+            reuse = removed.setdefault(row["reuse_id"], {**row, "datasets": []})
+            reuse["removed_date"] = min(reuse["removed_date"], removed_day)
+            if title not in reuse["datasets"]:
+                reuse["datasets"].append(title)
+    return {"checked": len(checked), "broken": list(broken.values()), "removed": list(removed.values())}
+
+
+def survey_results(
+    summary: Iterable[Row], needs: Iterable[Row], needs_total: int, datasets: dict[str, Row]
+) -> Row | None:
+    """What the surveys say about the organization's datasets (all answers so far), and the needs of the week's
+    answers (the latest ``SURVEY_NEEDS``); None when no survey answer is about them."""
+    rows = [
+        {
+            "dataset_id": row["dataset_id"],
+            "title": datasets.get(row["dataset_id"], {}).get("title") or row.get("dataset_title") or row["dataset_id"],
+            "page_url": datasets.get(row["dataset_id"], {}).get("page_url"),
+            "responses": int(row["responses"] or 0),
+            "mean_satisfaction": row.get("mean_satisfaction"),
+            "satisfied_share": row.get("satisfied_share"),
+            "themes": row.get("top_needs_themes") or None,
+            "last_response": local_day(row.get("last_response_at")),
+        }
+        for row in summary
+    ]
+    if not rows:
+        return None
+    rows.sort(key=lambda row: (-row["responses"], row["title"]))
+    latest = sorted(needs, key=lambda row: row["submitted_at"], reverse=True)[:SURVEY_NEEDS]
+    return {
+        "datasets": rows,
+        "needs": [
+            {
+                "text": shorten(row["needs"], NEEDS_CHARACTERS),
+                "theme": row.get("needs_theme") or "other",
+                "dataset": datasets.get(row["dataset_id"], {}).get("title")
+                or row.get("dataset_title")
+                or row["dataset_id"],
+                "submitted": local_day(row["submitted_at"]),
+            }
+            for row in latest
+        ],
+        "needs_total": max(needs_total, len(latest)),
+        "responses": sum(row["responses"] for row in rows),
+        "last_response": max((row["last_response"] for row in rows if row["last_response"]), default=None),
+    }
+
+
+def window_figure(before: int | None, after: int | None, days_before: int | None, days_after: int | None) -> Row:
+    """One metric of an event, 14 days before against 14 days from it: each side None without any snapshot."""
+    before = None if not days_before else int(before or 0)
+    after = None if not days_after else int(after or 0)
+    complete = days_before == EVENT_WINDOW_DAYS and days_after == EVENT_WINDOW_DAYS
+    return {"before": before, "after": after, "change": change(after, before) if complete else None}
+
+
+def event_table(rows: Iterable[Row], datasets: dict[str, Row], report_date: dt.date) -> list[Row]:
+    """Community events of the last 90 days up to ``report_date``, newest first, each with its datasets' figures.
+
+    ``open_until``: the last of the 14 days from the event, when it is after ``report_date`` (still counting).
+    """
+    first = report_date - dt.timedelta(days=EVENT_DAYS - 1)
+    events: dict[tuple, Row] = {}
+    for row in sorted(rows, key=lambda row: (row["event_date"], row["title"] or "", row["dataset_id"])):
+        if not first <= row["event_date"] <= report_date:
+            continue
+        key = (row["event_date"], row["title"])
+        last_day = row["event_date"] + dt.timedelta(days=EVENT_WINDOW_DAYS - 1)
+        event = events.setdefault(
+            key,
+            {
+                "date": row["event_date"],
+                "title": row["title"] or "(untitled)",
+                "kind": row.get("kind"),
+                "open_until": last_day if last_day > report_date else None,  # the 14 days from it are not over
+                "rows": [],
+            },
+        )
+        dataset = datasets.get(row["dataset_id"], {})
+        days_before, days_after = row.get("days_observed_before") or 0, row.get("days_observed_after") or 0
+        event["rows"].append(
+            {
+                "dataset_id": row["dataset_id"],
+                "title": dataset.get("title") or row["dataset_id"],
+                "page_url": dataset.get("page_url"),
+                "days_before": days_before,
+                "days_after": days_after,
+                "views": window_figure(row.get("views_before"), row.get("views_after"), days_before, days_after),
+                "downloads": window_figure(
+                    row.get("downloads_before"), row.get("downloads_after"), days_before, days_after
+                ),
+                "discussions": {
+                    "before": row.get("discussions_before") or 0,
+                    "after": row.get("discussions_after") or 0,
+                },
+                "reuses": {"before": row.get("reuses_before") or 0, "after": row.get("reuses_after") or 0},
+            }
+        )
+    return sorted(events.values(), key=lambda event: (event["date"], event["title"]), reverse=True)
+
+
+def people_to_talk_to(
+    candidates: Iterable[Row],
+    datasets: dict[str, Row],
+    gains: dict[str, dict[dt.date, tuple[float, float]]],
+    latest_views: dict[str, int],
+    report_date: dt.date,
+) -> list[Row]:
+    """The first 3 interview candidates of the most viewed datasets that have some (at most 3 datasets).
+
+    Datasets are ranked by their views of the last 7 days, then by their views since publication.
+    """
+    start, end, _, _ = _windows(report_date)
+    by_dataset: dict[str, list[Row]] = defaultdict(list)
+    for row in candidates:
+        if row["dataset_id"] in datasets and datasets[row["dataset_id"]].get("status") != "gone":
+            by_dataset[row["dataset_id"]].append(row)
+    ranked = sorted(
+        by_dataset,
+        key=lambda key: (
+            -window_sum(gains.get(key, {}), start, end)[0],
+            -(latest_views.get(key) or 0),
+            datasets[key].get("title") or key,
+        ),
+    )
+    people = []
+    for key in ranked[:PEOPLE_DATASETS]:
+        dataset = datasets[key]
+        base = portal_base(dataset.get("page_url"))
+        rows = sorted(by_dataset[key], key=lambda row: row["rank"])[:PEOPLE_PER_DATASET]
+        people.append(
+            {
+                "dataset_id": key,
+                "title": dataset.get("title") or key,
+                "page_url": dataset.get("page_url"),
+                "people": [
+                    {
+                        "name": row.get("name") or row.get("slug") or "(unnamed)",
+                        "type": row.get("reuser_type") or "user",
+                        "url": profile_url(base, row.get("reuser_type"), row.get("slug")),
+                        "why": row.get("why") or "",
+                    }
+                    for row in rows
+                ],
+            }
+        )
+    return people
+
+
 def chart_series(
     monthly_rows: Iterable[Row], gains: dict[str, dict[dt.date, tuple[float, float]]], report_date: dt.date
 ) -> Row:
@@ -362,6 +605,8 @@ def build_context(inputs: DigestInputs, report_date: dt.date) -> Row:
     headline = headline_figures(by_dataset, gains, firsts, report_date)
     reuses = new_reuses(inputs.reuses, datasets, firsts, report_date)
     top = top_datasets(gains, datasets, firsts, report_date)
+    problems = reuse_problems(inputs.reuse_links, datasets, report_date)
+    latest_views = {key: rows[-1]["views"] for key, rows in by_dataset.items() if rows}
     return {
         "organization": inputs.organization,
         "report_date": report_date,
@@ -376,7 +621,11 @@ def build_context(inputs: DigestInputs, report_date: dt.date) -> Row:
             "views": headline["views"],
             "downloads": headline["downloads"],
             "followers": headline["followers"],
-            "reuses": {"value": headline["reuses"], "new": len(reuses)},
+            "reuses": {
+                "value": headline["reuses"],
+                "new": len(reuses),
+                "broken": len(problems["broken"]) if problems else None,
+            },
             "open_questions": {
                 "value": len(inputs.awaiting),
                 "oldest_days": max((row["waiting_days"] or 0 for row in inputs.awaiting), default=None),
@@ -386,8 +635,12 @@ def build_context(inputs: DigestInputs, report_date: dt.date) -> Row:
         "top_downloads": top["downloads"],
         "awaiting": list(inputs.awaiting),
         "new_reuses": reuses,
+        "reuse_problems": problems,
         "themes": theme_table(inputs.themes, report_date),
         "answers": answer_summary(inputs.response_times, report_date),
+        "surveys": survey_results(inputs.surveys, inputs.survey_needs, inputs.survey_needs_total, datasets),
+        "events": event_table(inputs.events, datasets, report_date),
+        "people": people_to_talk_to(inputs.candidates, datasets, gains, latest_views, report_date),
         "series": chart_series(inputs.monthly, gains, report_date),
     }
 
@@ -552,7 +805,13 @@ def _environment(autoescape: bool) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters.update(
-        number=number, day=date_text, month_name=month_name, safe_url=safe_url, md=md_text, md_url=md_url
+        number=number,
+        percent=percent,
+        day=date_text,
+        month_name=month_name,
+        safe_url=safe_url,
+        md=md_text,
+        md_url=md_url,
     )
     return environment
 
@@ -582,6 +841,30 @@ def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> l
 
 
 _ORG_DATASETS = "select dataset_id from reporting.datasets where organization_id = ?"
+_LINK_COLUMNS = ("link_checked_at", "link_ok", "link_broken", "removed_date")
+_OPTIONAL = {  # optional reporting tables and the columns the digest reads from them
+    "survey_summary": ("dataset_id", "dataset_title", "responses", "mean_satisfaction", "satisfied_share",
+                       "top_needs_themes", "last_response_at"),
+    "survey_responses": ("dataset_id", "dataset_title", "submitted_at", "needs", "needs_theme"),
+    "event_impact": ("event_date", "title", "kind", "dataset_id", "views_before", "views_after", "downloads_before",
+                     "downloads_after", "discussions_before", "discussions_after", "reuses_before", "reuses_after",
+                     "days_observed_before", "days_observed_after"),
+    "interview_candidates": ("dataset_id", "rank", "reuser_type", "name", "slug", "why"),
+}  # fmt: skip
+
+
+def reporting_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """The columns of each table of the reporting schema, from information_schema (an older file has fewer)."""
+    tables: dict[str, set[str]] = defaultdict(set)
+    for table, column in conn.execute(
+        "select table_name, column_name from information_schema.columns where table_schema = 'reporting'"
+    ).fetchall():
+        tables[table].add(column)
+    return tables
+
+
+def _has(tables: dict[str, set[str]], table: str, columns: Iterable[str]) -> bool:
+    return table in tables and set(columns) <= tables[table]
 
 
 def load_organizations(conn: duckdb.DuckDBPyConnection) -> list[Organization]:
@@ -603,12 +886,14 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
     key = organization.id
     first_month, this_month = month_of(report_date, MONTHLY_CHART_MONTHS), month_of(report_date)
     week_start = report_date - dt.timedelta(days=WEEK - 1)
+    tables = reporting_columns(conn)
+    owner = "owner_name" if "owner_name" in tables["reuses"] else "null as owner_name"
     firsts = conn.execute(
         f"select dataset_id, min(date) from reporting.dataset_usage_daily where dataset_id in ({_ORG_DATASETS}) "
         "group by dataset_id",
         [key],
     ).fetchall()
-    return DigestInputs(
+    inputs = DigestInputs(
         organization=organization,
         datasets=_rows(
             conn,
@@ -652,7 +937,7 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
         reuses=_rows(
             conn,
             f"""
-            select reuse_id, dataset_id, title, type, url, page_url, created_at, first_seen_date
+            select reuse_id, dataset_id, title, type, url, page_url, {owner}, created_at, first_seen_date
             from reporting.reuses
             where dataset_id in ({_ORG_DATASETS}) and first_seen_date between ? and ?
             order by first_seen_date, reuse_id, dataset_id
@@ -680,6 +965,69 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
             [key, month_of(report_date, ANSWER_MONTHS - 1), this_month],
         ),
     )
+    if _has(tables, "reuses", _LINK_COLUMNS):
+        inputs.reuse_links = _rows(
+            conn,
+            f"""
+            select reuse_id, dataset_id, title, type, url, page_url, {owner}, link_checked_at, link_ok, link_broken,
+                removed_date
+            from reporting.reuses
+            where dataset_id in ({_ORG_DATASETS}) and (link_checked_at is not null or removed_date between ? and ?)
+            order by reuse_id, dataset_id
+            """,
+            [key, week_start, report_date],
+        )
+    if _has(tables, "survey_summary", _OPTIONAL["survey_summary"]):
+        inputs.surveys = _rows(
+            conn,
+            f"""
+            select {", ".join(_OPTIONAL["survey_summary"])}
+            from reporting.survey_summary
+            where dataset_id in ({_ORG_DATASETS}) and responses > 0
+            order by responses desc, dataset_id
+            """,
+            [key],
+        )
+    if inputs.surveys and _has(tables, "survey_responses", _OPTIONAL["survey_responses"]):
+        # The week's days in Paris, as instants: the same answers whatever the session's time zone.
+        since = dt.datetime.combine(week_start, dt.time(), LOCAL_TIME)
+        until = dt.datetime.combine(report_date + dt.timedelta(days=1), dt.time(), LOCAL_TIME)
+        needs = _rows(
+            conn,
+            f"""
+            select {", ".join(_OPTIONAL["survey_responses"])}, count(*) over () as total
+            from reporting.survey_responses
+            where dataset_id in ({_ORG_DATASETS}) and submitted_at >= ? and submitted_at < ?
+                and nullif(trim(needs), '') is not null
+            order by submitted_at desc, dataset_id
+            limit {SURVEY_NEEDS}
+            """,
+            [key, since, until],
+        )
+        inputs.survey_needs, inputs.survey_needs_total = needs, needs[0]["total"] if needs else 0
+    if _has(tables, "event_impact", _OPTIONAL["event_impact"]):
+        inputs.events = _rows(
+            conn,
+            f"""
+            select {", ".join(_OPTIONAL["event_impact"])}
+            from reporting.event_impact
+            where dataset_id in ({_ORG_DATASETS}) and event_date between ? and ?
+            order by event_date desc, title, dataset_id
+            """,
+            [key, report_date - dt.timedelta(days=EVENT_DAYS - 1), report_date],
+        )
+    if _has(tables, "interview_candidates", _OPTIONAL["interview_candidates"]):
+        inputs.candidates = _rows(
+            conn,
+            f"""
+            select {", ".join(_OPTIONAL["interview_candidates"])}
+            from reporting.interview_candidates
+            where dataset_id in ({_ORG_DATASETS}) and rank <= ?
+            order by dataset_id, rank
+            """,
+            [key, PEOPLE_PER_DATASET],
+        )
+    return inputs
 
 
 def file_stem(organization: Organization, report_date: dt.date) -> str:
@@ -734,8 +1082,10 @@ def build_digest_asset(published_dir: Path, deps: Sequence[dg.AssetKey]) -> dg.A
             "A weekly digest per organization for the producer's team, readable without any tool: "
             f"{reports_dir}/<organization slug>-<ISO year>-W<week>.html (charts inline, no external asset, "
             "e-mailable) and .md (with the <...>-<chart>.svg charts beside it). Headline figures of the last 7 "
-            "days, monthly and daily trends, top datasets, questions waiting for an answer, new reuses, themes "
-            "and answer times. Rewritten by every run: the week's files show the latest figures."
+            "days, monthly and daily trends, top datasets, questions waiting for an answer, new reuses, reuses "
+            "whose address is broken or removed this week, themes and answer times, and when their tables are "
+            "published: survey results, community events of the last 90 days and reusers to interview. "
+            "Rewritten by every run: the week's files show the latest figures."
         ),
     )
     def weekly_digest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
