@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import inspect
 import json
 import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-import httpx
 
 from usage_pipeline.portal.client import NotFound, PortalClient, PortalError
 
@@ -34,28 +30,6 @@ EXTENSION_COMMENTS = "comments"
 EXTENSION_ISSUES = "issues"
 _VERSION = re.compile(r"^\s*(\d+)\.(\d+)")
 _ERROR_MESSAGE = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
-
-# Temporary shim until `PortalClient.get_json` takes extra headers: the token to send, for this task only, to URLs
-# under one portal's root. A context variable is per asyncio task, so concurrent requests to other hosts (data.gouv.fr)
-# never see it; the prefix check also keeps it off redirects to another host.
-_AUTHORIZATION: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "ckan_authorization", default=None
-)
-
-
-async def _add_authorization(request: httpx.Request) -> None:
-    """httpx request hook: add the bare ``Authorization`` token set for this task, on the portal's URLs only."""
-    authorization = _AUTHORIZATION.get()
-    if authorization is not None and str(request.url).startswith(authorization[0]):
-        request.headers["Authorization"] = authorization[1]
-
-
-def _install_authorization_hook(client: PortalClient) -> None:
-    """Register `_add_authorization` once on the client's httpx client (it is a no-op outside `_AUTHORIZATION`)."""
-    http: httpx.AsyncClient = client._http
-    hooks = http.event_hooks
-    if _add_authorization not in hooks["request"]:
-        http.event_hooks = {"request": [*hooks["request"], _add_authorization], "response": hooks["response"]}
 
 
 class CkanError(RuntimeError):
@@ -131,9 +105,6 @@ class CkanPortal:
         self._token = api_token or None
         self._status: dict | None = None
         self._dataset_ids: list[str] | None = None
-        self._headers_supported = "headers" in inspect.signature(client.get_json).parameters
-        if self._token is not None and not self._headers_supported:
-            _install_authorization_hook(client)
 
     def __repr__(self) -> str:
         return f"CkanPortal(name={self.name!r}, url={self.url!r}, token={'set' if self._token else 'none'})"
@@ -148,15 +119,8 @@ class CkanPortal:
 
     async def _get_json(self, url: str, params: dict[str, Any] | None) -> Any:
         """`PortalClient.get_json`, with the bare token in ``Authorization`` when one is set (section 2.1)."""
-        if self._token is None:
-            return await self.client.get_json(url, params)
-        if self._headers_supported:
-            return await self.client.get_json(url, params, headers={"Authorization": self._token})
-        marker = _AUTHORIZATION.set((f"{self.url}/", self._token))
-        try:
-            return await self.client.get_json(url, params)
-        finally:
-            _AUTHORIZATION.reset(marker)
+        headers = {"Authorization": self._token} if self._token else None
+        return await self.client.get_json(url, params, headers=headers)
 
     async def _action(self, action: str, params: dict[str, Any] | None = None, *, missing_ok: bool = False) -> Any:
         """The ``result`` of ``GET /api/3/action/<action>``, after checking ``success`` (section 2.1).

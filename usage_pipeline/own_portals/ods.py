@@ -99,30 +99,6 @@ class DailyUsage:
     calls: int
 
 
-def _origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
-    parsed = httpx.URL(url)
-    return parsed.scheme, parsed.host, parsed.port
-
-
-def _install_headers(client: PortalClient, url: str, headers: dict[str, str]) -> None:
-    """Send `headers` on every request `client` makes to the origin of `url`, and only there.
-
-    Stop-gap: `PortalClient.get_json` cannot take request headers. This adds an httpx request hook to the
-    client's (private) httpx client, scoped to the portal's scheme, host and port, so the key never travels to
-    data.gouv.fr or to a cross-origin redirect target. To be replaced by a ``headers=`` argument of `get_json`.
-    """
-    origin = _origin(url)
-
-    async def add_headers(request: httpx.Request) -> None:
-        if _origin(request.url) == origin:
-            request.headers.update(headers)
-
-    http: httpx.AsyncClient = client._http
-    hooks = http.event_hooks
-    hooks["request"] = [*hooks.get("request", []), add_headers]
-    http.event_hooks = hooks
-
-
 def _quote(value: str) -> str:
     """An ODSQL string literal (§1.3.4)."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -171,10 +147,9 @@ class OdsPortal:
         self.name = name
         self._api_key = api_key or None
         self.public_domain = (public_domain or httpx.URL(self.url).host).lower()
-        headers = {"ODS-API-Analytics-App": ANALYTICS_APP}
+        self._headers = {"ODS-API-Analytics-App": ANALYTICS_APP}
         if self._api_key:
-            headers["Authorization"] = f"Apikey {self._api_key}"
-        _install_headers(client, self.url, headers)
+            self._headers["Authorization"] = f"Apikey {self._api_key}"
 
     def __repr__(self) -> str:
         return f"OdsPortal(name={self.name!r}, url={self.url!r}, api_key={'set' if self._api_key else None})"
@@ -208,7 +183,7 @@ class OdsPortal:
         """GET a portal path; a 401 with a key is a refused key, other failures name the portal."""
         url = f"{self.url}{path}"
         try:
-            return await self.client.get_json(url, params)
+            return await self.client.get_json(url, params, headers=self._headers)
         except NotFound:
             raise
         except PortalError as error:
@@ -297,7 +272,9 @@ class OdsPortal:
         path = f"{EXPLORE}/monitoring/datasets/{MONITORING_DATASET}/exports/json"
         url = f"{self.url}{path}"
         try:
-            rows = await self.client.get_json(url, {**params, "timezone": "UTC", "use_labels": "false"})
+            rows = await self.client.get_json(
+                url, {**params, "timezone": "UTC", "use_labels": "false"}, headers=self._headers
+            )
         except NotFound as error:
             raise self._error(
                 f"portal {self.name}: {error.url} answered {error.status}: the {MONITORING_DATASET} monitoring "
@@ -312,7 +289,9 @@ class OdsPortal:
                 # A 401 on monitoring is either a refused key or a key without "Browse analytics" (WECA, §1.3):
                 # the catalog, which needs no permission, tells them apart.
                 try:
-                    await self.client.get_json(f"{self.url}{EXPLORE}/catalog/datasets", {"limit": 1})
+                    await self.client.get_json(
+                        f"{self.url}{EXPLORE}/catalog/datasets", {"limit": 1}, headers=self._headers
+                    )
                 except PortalError as probe:
                     if probe.status == 401:
                         raise self._key_refused(error.url, error.status) from None
