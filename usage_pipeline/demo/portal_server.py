@@ -13,6 +13,7 @@ import json
 import operator
 import re
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -444,6 +445,11 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             self._connections.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up (a link checker dropping a GET it only needed the status of) is not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._connections_lock:
