@@ -15,24 +15,6 @@
 with as_of as (
     select max(snapshot_date) as as_of_date from raw.dataset_snapshots
 ),
-activity as (
-    select owner_type as reuser_type, owner_id as reuser_id, owner_name as name, owner_slug as slug, dataset_id,
-        'reuse' as kind, type as detail, coalesce(created_at, first_seen_date::timestamptz) as active_at
-    from reporting.reuses
-    where owner_id is not null
-    union all
-    select
-        case when posted_as_organization_id is not null then 'organization' else 'user' end,
-        coalesce(posted_as_organization_id, author_id),
-        coalesce(posted_as_organization_name, author_name),
-        coalesce(posted_as_organization_slug, author_slug),
-        dataset_id,
-        case when position = 0 then 'discussion' else 'message' end,
-        null,
-        posted_at
-    from staging.discussion_messages
-    where not is_producer and coalesce(posted_as_organization_id, author_id) is not null
-),
 per_dataset as (
     select
         dataset_id,
@@ -41,7 +23,7 @@ per_dataset as (
         arg_max(name, active_at) as name,
         arg_max(slug, active_at) as slug,
         count(*) filter (where kind = 'reuse') as reuses,
-        string_agg(distinct detail, ', ') filter (where kind = 'reuse') as reuse_types,
+        string_agg(distinct reuse_type, ', ') filter (where kind = 'reuse') as reuse_types,
         count(*) filter (where kind = 'discussion') as discussions,
         count(*) filter (where kind = 'message') as messages,
         max(active_at) as last_activity_at,
@@ -50,7 +32,7 @@ per_dataset as (
             * case when any_value(as_of.as_of_date) - max(active_at)::date > 365 then 0.5 else 1 end,
             1
         )::double as dataset_score
-    from activity
+    from reporting.reuser_activity as activity
     cross join as_of
     group by dataset_id, reuser_type, reuser_id
 )

@@ -1,9 +1,9 @@
 -- reporting.reusers
 -- One row per reuser of the followed datasets — a user, or an organization when it published a reuse or a
 -- message in its own name: what they did with the data, from public portal activity only (never an e-mail).
--- The producer's own members are not reusers. engagement_score = 5 × reuses_published + 3 × datasets_engaged
--- + 2 × discussions_opened + 1 × messages_posted, halved when the last activity is more than 365 days before
--- the latest snapshot.
+-- Built on reporting.reuser_activity (the producer's own members are not reusers). engagement_score =
+-- 5 × reuses_published + 3 × datasets_engaged + 2 × discussions_opened + 1 × messages_posted, halved when the
+-- last activity is more than 365 days before the latest snapshot.
 -- grain: reuser_type, reuser_id
 -- columns:
 --   reuser_type VARCHAR: user or organization.
@@ -20,24 +20,6 @@
 --   engagement_score DOUBLE: See the table description.
 with as_of as (
     select max(snapshot_date) as as_of_date from raw.dataset_snapshots
-),
-activity as (
-    select owner_type as reuser_type, owner_id as reuser_id, owner_name as name, owner_slug as slug, dataset_id,
-        'reuse' as kind, reuse_id as object_id, coalesce(created_at, first_seen_date::timestamptz) as active_at
-    from reporting.reuses
-    where owner_id is not null
-    union all
-    select
-        case when posted_as_organization_id is not null then 'organization' else 'user' end,
-        coalesce(posted_as_organization_id, author_id),
-        coalesce(posted_as_organization_name, author_name),
-        coalesce(posted_as_organization_slug, author_slug),
-        dataset_id,
-        case when position = 0 then 'discussion' else 'message' end,
-        discussion_id || ':' || position,
-        posted_at
-    from staging.discussion_messages
-    where not is_producer and coalesce(posted_as_organization_id, author_id) is not null
 )
 select
     reuser_type,
@@ -56,7 +38,7 @@ select
         * case when any_value(as_of.as_of_date) - max(active_at)::date > 365 then 0.5 else 1 end,
         1
     )::double as engagement_score
-from activity
+from reporting.reuser_activity as activity
 cross join as_of
 group by reuser_type, reuser_id
 order by engagement_score desc, reuser_id

@@ -61,6 +61,10 @@ TABLE_EXPECTATIONS = {
         gxe.ExpectColumnValuesToBeInSet(column="reuser_type", value_set=["user", "organization"]),
         *_at_least_zero("engagement_score", "reuses_published", "discussions_opened", "messages_posted"),
     ],
+    "reuser_activity": lambda scope: [
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["reuse", "discussion", "message"]),
+        _not_future("active_at", scope),
+    ],
     "interview_candidates": lambda scope: [gxe.ExpectColumnValuesToBeBetween(column="rank", min_value=1, max_value=5)],
     "new_reuses": lambda scope: [
         gxe.ExpectColumnValuesToBeBetween(column="days_since_first_seen", min_value=0, max_value=29)
