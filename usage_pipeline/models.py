@@ -15,7 +15,7 @@ from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, r
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.python_tables import PYTHON_TABLE_ASSETS
-from usage_pipeline.warehouse import Column, comment_table
+from usage_pipeline.warehouse import Column, comment_table, table_schema
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 QUALITY_RESULTS = "quality.check_results"
@@ -156,12 +156,7 @@ def build_model_asset(
         metadata={
             "grain": ", ".join(model.grain),
             "sql_file": str(model.path.relative_to(SQL_DIR.parent)),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(name, type=column.type, description=column.description)
-                    for name, column in model.columns.items()
-                ]
-            ),
+            "dagster/column_schema": table_schema(model.columns),
         },
         check_specs=[
             dg.AssetCheckSpec(check.name, asset=model.asset_key, blocking=check.blocking, description=check.description)

@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import dagster as dg
 import duckdb
 import polars as pl
 
@@ -20,6 +21,15 @@ class Column:
 
     type: str
     description: str
+
+
+def table_schema(columns: dict[str, Column]) -> dg.TableSchema:
+    """The columns as Dagster metadata (`dagster/column_schema`): the UI shows their types and descriptions."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, type=column.type, description=column.description) for name, column in columns.items()
+        ]
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.insights.themes import THEMES, classify
-from usage_pipeline.warehouse import Column, comment_table
+from usage_pipeline.warehouse import Column, comment_table, table_schema
 
 DISCUSSION_THEMES_KEY = dg.AssetKey(["staging", "discussion_themes"])
 DISCUSSION_THEMES_TABLE = "staging.discussion_themes"
@@ -64,12 +64,7 @@ def theme_rows(threads: list[tuple[str, str | None, list[str]]]) -> pl.DataFrame
     kinds={"python", "duckdb"},
     metadata={
         "grain": "discussion_id",
-        "dagster/column_schema": dg.TableSchema(
-            columns=[
-                dg.TableColumn(name, type=column.type, description=column.description)
-                for name, column in DISCUSSION_THEMES_COLUMNS.items()
-            ]
-        ),
+        "dagster/column_schema": table_schema(DISCUSSION_THEMES_COLUMNS),
     },
 )
 def discussion_themes(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:

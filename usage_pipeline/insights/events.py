@@ -12,7 +12,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.warehouse import Column, comment_table
+from usage_pipeline.warehouse import Column, comment_table, table_schema
 
 EVENTS_KEY = dg.AssetKey(["raw", "community_events"])
 EVENTS_TABLE = "raw.community_events"
@@ -104,12 +104,7 @@ def build_events_asset(events_file: Path) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec(EVENTS_FILE_VALID, asset=EVENTS_KEY, description="events.csv is well-formed")],
         metadata={
             "file": dg.MetadataValue.path(str(events_file)),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(name, type=column.type, description=column.description)
-                    for name, column in EVENTS_COLUMNS.items()
-                ]
-            ),
+            "dagster/column_schema": table_schema(EVENTS_COLUMNS),
         },
     )
     def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResource):  # yields results

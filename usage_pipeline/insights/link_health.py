@@ -41,7 +41,7 @@ from dagster_duckdb import DuckDBResource
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.portal.client import USER_AGENT
-from usage_pipeline.warehouse import Column, comment_table
+from usage_pipeline.warehouse import Column, comment_table, table_schema
 
 LINK_CHECKS_KEY = dg.AssetKey(["raw", "reuse_link_checks"])
 LINK_CHECKS_TABLE = "raw.reuse_link_checks"
@@ -421,12 +421,7 @@ def build_link_health_asset(
         kinds={"python", "duckdb"},
         metadata={
             "grain": "check_date, reuse_id, url",
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(name, type=column.type, description=column.description)
-                    for name, column in LINK_CHECKS_COLUMNS.items()
-                ]
-            ),
+            "dagster/column_schema": table_schema(LINK_CHECKS_COLUMNS),
         },
     )
     def reuse_link_checks(

@@ -16,6 +16,7 @@ from usage_pipeline.surveys.tables import (
     SURVEY_RESPONSES_DESCRIPTION,
     SURVEY_RESPONSES_TABLE,
 )
+from usage_pipeline.warehouse import table_schema
 
 __all__ = [
     "SURVEY_FILES_TABLE",
@@ -54,12 +55,7 @@ def build_survey_asset(surveys_dir: Path) -> dg.AssetsDefinition:
         metadata={
             "surveys_dir": dg.MetadataValue.path(str(surveys_dir)),
             "tables": dg.MetadataValue.json([SURVEY_RESPONSES_TABLE, SURVEY_FILES_TABLE]),
-            "dagster/column_schema": dg.TableSchema(
-                columns=[
-                    dg.TableColumn(name, type=column.type, description=column.description)
-                    for name, column in SURVEY_RESPONSES_COLUMNS.items()
-                ]
-            ),
+            "dagster/column_schema": table_schema(SURVEY_RESPONSES_COLUMNS),
         },
     )
     def survey_responses(
