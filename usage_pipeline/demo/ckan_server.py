@@ -9,13 +9,11 @@ extensions that are not listed in `CkanWorld.extensions` answer "Action name not
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
 import random
 import re
-import socket
 import threading
 import traceback
 import unicodedata
@@ -23,10 +21,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
 from usage_pipeline.demo.world import FIRST_NAMES, LAST_NAMES, PLACES, THEMES
 
 ROWS_DEFAULT = 10
@@ -329,10 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: _HTTPServer
+    server: LocalHTTPServer
 
     def _answer(self, action: str, params: dict[str, str], base_url: str) -> tuple[int, dict]:
-        world = self.server.ckan.world
+        world = self.server.owner.world
         envelope: dict[str, Any] = {"help": f"{base_url}/api/3/action/help_show?name={action}"}
         token = self.headers.get("Authorization")
         try:
@@ -352,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
             return error.status, {**envelope, "success": False, "error": error.error}
 
     def do_GET(self) -> None:
-        ckan = self.server.ckan
+        ckan = self.server.owner
         url = urlsplit(self.path)
         parts = [unquote(part) for part in url.path.strip("/").split("/")]
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
@@ -379,82 +378,19 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: no request log on stderr."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """A thread per connection; open keep-alive connections are cut on close."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, ckan: CkanServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.ckan = ckan
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class CkanServer:
+class CkanServer(LocalServer):
     """Serves a `CkanWorld` on 127.0.0.1 (ephemeral port) from a daemon thread.
 
     ``with CkanServer(world) as server:`` then point a `CkanPortal` at ``server.url``.
     """
 
+    handler = _Handler
+
     def __init__(self, world: CkanWorld) -> None:
         self.world = world
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
-
-    def start(self) -> CkanServer:
-        """Bind the port and serve in the background."""
-        self._httpd = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ckan-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> CkanServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``, the portal's root (the action API is under ``/api/3/action/``)."""
-        if self._httpd is None:
-            raise RuntimeError("the CKAN server is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def requests_by_action(self) -> Counter[str]:

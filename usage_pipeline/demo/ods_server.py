@@ -22,13 +22,11 @@ everywhere. Answers never echo the key.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import random
 import re
-import socket
 import threading
 import time
 import traceback
@@ -36,9 +34,11 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
 
 EXPLORE = ("api", "explore", "v2.1")
 MONITORING_DATASETS = ("ods-api-monitoring",)
@@ -446,10 +446,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
-    server: _HTTPServer
+    server: LocalHTTPServer
 
     def do_GET(self) -> None:
-        ods = self.server.ods
+        ods = self.server.owner
         url = urlsplit(self.path)
         query = parse_qsl(url.query, keep_blank_values=True)
         label, answer = _route(url.path)
@@ -482,78 +482,17 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: no request log on stderr."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, ods: OdsServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.ods = ods
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class OdsServer:
+class OdsServer(LocalServer):
     """Serves an `OdsWorld` on 127.0.0.1 (ephemeral port): ``with OdsServer(world) as server: server.url``."""
+
+    handler = _Handler
 
     def __init__(self, world: OdsWorld, latency: float = 0.0) -> None:
         self.world = world
         self.latency = latency
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
-
-    def start(self) -> OdsServer:
-        """Bind the port and serve in the background."""
-        self._httpd = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="ods-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> OdsServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        if self._httpd is None:
-            raise RuntimeError("the ODS server is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def requests(self) -> list[RecordedRequest]:

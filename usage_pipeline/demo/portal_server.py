@@ -6,24 +6,23 @@ Stdlib only. One server answers both APIs: udata paths live under ``/api/1/``, m
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import datetime as dt
 import json
 import operator
 import re
-import socket
-import sys
 import threading
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 DEFAULT_PAGE_SIZE = 20
@@ -393,10 +392,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are two writes: avoid the delayed-ACK stall
-    server: _HTTPServer
+    server: LocalHTTPServer
 
     def do_GET(self) -> None:
-        portal = self.server.portal
+        portal = self.server.owner
         url = urlsplit(self.path)
         label, answer = _route(url.path)
         portal._record(label)
@@ -424,92 +423,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: no request log on stderr."""
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """A thread per connection; open keep-alive connections are cut on close."""
-
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, portal: PortalServer) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.portal = portal
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client hanging up (a link checker dropping a GET it only needed the status of) is not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class PortalServer:
+class PortalServer(LocalServer):
     """Serves a `World` on 127.0.0.1 (ephemeral port) from a daemon thread.
 
     ``with PortalServer(world, latency=0.1) as server:`` then point clients at ``server.url`` for both the
     udata API and the metrics API. Each request sleeps `latency` seconds before it is answered.
     """
 
+    handler = _Handler
+
     def __init__(self, world: World, latency: float = 0.0) -> None:
         self.world = world
         self.latency = latency
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
-
-    def start(self) -> PortalServer:
-        """Bind the port and serve in the background."""
-        self._httpd = _HTTPServer(self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="portal-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cut open connections and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.close_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> PortalServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        if self._httpd is None:
-            raise RuntimeError("the portal server is not running")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def request_count(self) -> int:
