@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
 import random
 import re
 import threading
@@ -21,11 +20,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
+from usage_pipeline.demo.local_server import JsonHandler, LocalHTTPServer, LocalServer
 from usage_pipeline.demo.world import FIRST_NAMES, LAST_NAMES, PLACES, THEMES
 
 ROWS_DEFAULT = 10
@@ -323,7 +321,7 @@ ACTIONS: dict[str, Callable[[_Request], Any]] = {
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     """Answers ``GET /api/3/action/<action>`` with CKAN's envelope; keeps connections alive (HTTP/1.1)."""
 
     protocol_version = "HTTP/1.1"
@@ -357,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         action = parts[3] if len(parts) == 4 and parts[:3] == ["api", "3", "action"] else None
-        ckan._record(action or "not_found")
+        ckan.record(action or "not_found")
         with ckan.world.lock:
             try:
                 if action is None:
@@ -367,15 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as error:  # a bug here, or a world mutated into an unexpected shape
                 traceback.print_exc()
                 status, payload = 500, {"success": False, "error": {"message": f"Internal Server Error: {error!r}"}}
-            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json;charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
+        self.send_json(status, payload)
 
 
 class CkanServer(LocalServer):
@@ -389,23 +379,11 @@ class CkanServer(LocalServer):
     def __init__(self, world: CkanWorld) -> None:
         self.world = world
         super().__init__()
-        self._counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
 
     @property
     def requests_by_action(self) -> Counter[str]:
         """A snapshot of the request counts by action name (``not_found`` for other paths)."""
-        with self._counts_lock:
-            return Counter(self._counts)
-
-    def reset_counts(self) -> None:
-        """Forget the requests counted so far."""
-        with self._counts_lock:
-            self._counts.clear()
-
-    def _record(self, label: str) -> None:
-        with self._counts_lock:
-            self._counts[label] += 1
+        return self.counts()
 
 
 # -- a plausible French portal --------------------------------------------------------------------------------------

@@ -1,11 +1,28 @@
 """What the local demo servers share: a threaded HTTP server on 127.0.0.1 started and stopped cleanly."""
 
 import contextlib
+import json
 import socket
 import sys
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler that answers JSON and logs nothing on stderr."""
+
+    def send_json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: no request log on stderr."""
 
 
 class LocalHTTPServer(ThreadingHTTPServer):
@@ -54,6 +71,23 @@ class LocalServer:
     def __init__(self) -> None:
         self._httpd: LocalHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def record(self, label: str) -> None:
+        """Count one request under ``label`` (an endpoint or action name)."""
+        with self._counts_lock:
+            self._counts[label] += 1
+
+    def counts(self) -> Counter[str]:
+        """A snapshot of the requests counted by label."""
+        with self._counts_lock:
+            return Counter(self._counts)
+
+    def reset_counts(self) -> None:
+        """Forget the requests counted so far."""
+        with self._counts_lock:
+            self._counts.clear()
 
     def start(self) -> Self:
         """Bind the port and serve in the background."""

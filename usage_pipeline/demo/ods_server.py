@@ -34,11 +34,10 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
+from usage_pipeline.demo.local_server import JsonHandler, LocalHTTPServer, LocalServer
 
 EXPLORE = ("api", "explore", "v2.1")
 MONITORING_DATASETS = ("ods-api-monitoring",)
@@ -441,7 +440,7 @@ def _api_key(headers: Any, query: list[tuple[str, str]]) -> str | None:
     return next((value for key, value in query if key == "apikey"), None) or None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     """Answers GET requests with JSON; keeps connections alive (HTTP/1.1)."""
 
     protocol_version = "HTTP/1.1"
@@ -471,15 +470,7 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as error:
                 traceback.print_exc()
                 status, payload = 500, {"message": f"Internal Server Error: {error!r}", "error_code": "InternalError"}
-            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
+        self.send_json(status, payload)
 
 
 class OdsServer(LocalServer):

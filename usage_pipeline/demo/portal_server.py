@@ -17,12 +17,11 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from usage_pipeline.demo.local_server import LocalHTTPServer, LocalServer
+from usage_pipeline.demo.local_server import JsonHandler, LocalHTTPServer, LocalServer
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 DEFAULT_PAGE_SIZE = 20
@@ -387,7 +386,7 @@ def _route(path: str) -> tuple[str, Callable[[_Request], dict]]:
     return "not_found", _not_found
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     """Answers GET requests with JSON; keeps connections alive (HTTP/1.1)."""
 
     protocol_version = "HTTP/1.1"
@@ -398,7 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         portal = self.server.owner
         url = urlsplit(self.path)
         label, answer = _route(url.path)
-        portal._record(label)
+        portal.record(label)
         if portal.latency > 0:
             time.sleep(portal.latency)
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
@@ -412,15 +411,7 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as error:  # a bug here, or a world mutated into an unexpected shape
                 traceback.print_exc()
                 status, payload = 500, {"message": f"Internal Server Error: {error!r}"}
-            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
+        self.send_json(status, payload)
 
 
 class PortalServer(LocalServer):
@@ -436,26 +427,13 @@ class PortalServer(LocalServer):
         self.world = world
         self.latency = latency
         super().__init__()
-        self._counts: Counter[str] = Counter()
-        self._counts_lock = threading.Lock()
 
     @property
     def request_count(self) -> int:
         """Requests received since the start (or the last `reset_counts`)."""
-        with self._counts_lock:
-            return sum(self._counts.values())
+        return sum(self.counts().values())
 
     @property
     def requests_by_endpoint(self) -> Counter[str]:
         """A snapshot of the request counts by endpoint label (``datasets``, ``metrics/datasets``, ...)."""
-        with self._counts_lock:
-            return Counter(self._counts)
-
-    def reset_counts(self) -> None:
-        """Forget the requests counted so far."""
-        with self._counts_lock:
-            self._counts.clear()
-
-    def _record(self, label: str) -> None:
-        with self._counts_lock:
-            self._counts[label] += 1
+        return self.counts()
