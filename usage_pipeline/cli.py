@@ -68,7 +68,7 @@ def register_datasets(settings: Settings, instance: dg.DagsterInstance) -> tuple
 
 
 def refresh(
-    settings: Settings, date: dt.date, instance: dg.DagsterInstance, *, metrics_since: str | None = None
+    settings: Settings, date: dt.date, instance: dg.DagsterInstance, *, full_metrics_history: bool = False
 ) -> RefreshOutcome:
     """Discover, then materialize every dataset partition of ``date``, the models and the publication in one run."""
     if not settings.start_date <= date <= dt.date.today():
@@ -80,7 +80,7 @@ def refresh(
         raise SettingsError("no dataset to follow: set USAGE_ORGANIZATIONS and/or USAGE_DATASETS")
     job = build_definitions(settings).resolve_job_def(DAILY_JOB_NAME)
     run_config = {
-        "ops": {RAW_SNAPSHOT_KEY.to_python_identifier(): {"config": {"metrics_since": metrics_since}}},
+        "ops": {RAW_SNAPSHOT_KEY.to_python_identifier(): {"config": {"full_metrics_history": full_metrics_history}}},
         "loggers": {"console": {"config": {"log_level": os.environ.get("USAGE_LOG_LEVEL", "INFO")}}},
     }
     result = job.execute_in_process(
@@ -164,7 +164,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     refresh_cmd.add_argument("--date", type=_date, default=dt.date.today(), help="logical date (default: today)")
     backfill_cmd = commands.add_parser(
         "backfill",
-        help="fetch the monthly history from --start, rebuild every table from the stored raw JSON",
+        help="fetch the whole monthly history again, rebuild every table, report the days of --start..--end "
+        "without a counter snapshot",
     )
     backfill_cmd.add_argument("--start", type=_date, required=True)
     backfill_cmd.add_argument("--end", type=_date, default=dt.date.today())
@@ -175,10 +176,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.DagsterInstance) -> RefreshOutcome:
-    """Monthly history from ``start``'s month, then every table rebuilt from the stored raw JSON."""
+    """The whole monthly history fetched again (it covers ``start``..``end``), every table rebuilt from the
+    stored raw JSON, and the dates of the range without a counter snapshot reported."""
     if end < start:
         raise SettingsError(f"--end {end} is before --start {start}")
-    outcome = refresh(settings, dt.date.today(), instance, metrics_since=f"{start:%Y-%m}")
+    outcome = refresh(settings, dt.date.today(), instance, full_metrics_history=True)
     with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
         stored = {
             row[0]
@@ -189,7 +191,7 @@ def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.Dags
         }
     missing = (end - start).days + 1 - len(stored)
     print(
-        f"backfill {start}..{end}: monthly history fetched from {start:%Y-%m}; daily counters exist for "
+        f"backfill {start}..{end}: whole monthly history fetched again; daily counters exist for "
         f"{len(stored)} dates of the range, {missing} dates have none (the portal keeps no daily history of "
         "its cumulative counters)"
     )

@@ -54,6 +54,28 @@ def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_d
     return rows
 
 
+class PublicationRefused(RuntimeError):
+    """A reporting table's latest blocking check failed: the published copy keeps the last good state."""
+
+
+def failing_reporting_checks(conn: duckdb.DuckDBPyConnection, assets: list[str]) -> list[str]:
+    """Blocking checks whose latest evaluation failed on a reporting table.
+
+    Blocking checks stop their own run; this also covers a run that rebuilds only some tables (the survey job)
+    while another table still holds what failed in an earlier run.
+    """
+    rows = conn.execute(
+        """
+        SELECT asset, check_name, run_id FROM quality.check_results
+        WHERE asset IN (SELECT unnest(?::VARCHAR[])) AND severity = 'ERROR' AND dataset_id IS NULL
+        QUALIFY row_number() OVER (PARTITION BY asset, check_name ORDER BY evaluated_at DESC) = 1 AND NOT passed
+        ORDER BY asset, check_name
+        """,
+        [assets],
+    ).fetchall()
+    return [f"{check_name} on {asset} (run {run_id})" for asset, check_name, run_id in rows]
+
+
 def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.AssetsDefinition:
     """The asset publishing every reporting model for BI tools."""
     reporting = [model for model in models if model.schema == PUBLISHED_SCHEMA]
@@ -72,6 +94,11 @@ def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.Asset
     )
     def published_usage(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
+            failing = failing_reporting_checks(conn, [model.asset_key.to_user_string() for model in reporting])
+            if failing:
+                raise PublicationRefused(
+                    "nothing published: the latest evaluation of these blocking checks failed: " + "; ".join(failing)
+                )
             rows = publish(conn, reporting, published_dir)
         validator_for(context.run_id).build_data_docs(published_dir / QUALITY_DOCS)
         context.log.info(f"published {len(rows)} tables to {published_dir}")

@@ -62,7 +62,7 @@ def test_unreachable_portal_gives_up_naming_the_url(
 def test_backfill_fetches_history_and_reports_missing_days(environment: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["backfill", "--start", "2026-11-01", "--end", "2026-11-10"]) == 0
     out = capsys.readouterr().out
-    assert "monthly history fetched from 2026-11" in out
+    assert "whole monthly history fetched again" in out
     assert "0 dates of the range, 10 dates have none" in out
 
 

@@ -209,9 +209,9 @@ def test_discover_resolves_the_organization_slug_and_appends_extra_datasets() ->
     """Org datasets first (listed by id), then extras resolved to ids; a 410 extra is kept as given; no duplicates."""
     portal = FakePortal()
 
-    keys = run(portal, lambda udata: discover(udata, ["org-a"], ["four", "old-slug", D1]))
+    keys = run(portal, lambda udata: discover(udata, ["org-a"], ["four", GONE, D1]))
 
-    assert keys == [D1, D2, D3, D4, "old-slug"]
+    assert keys == [D1, D2, D3, D4, GONE]
     assert portal.paths("/api/1/organizations/") == ["/api/1/organizations/org-a/"]
     (listing,) = portal.calls("/api/1/datasets/")
     assert listing["organization"] == ORG_A
@@ -328,16 +328,23 @@ def test_crawl_fetches_recent_months_in_bulk_for_datasets_with_history_and_full_
     }
 
 
-def test_crawl_metrics_since_forces_per_dataset_fetches_from_that_month() -> None:
+def test_crawl_full_metrics_history_fetches_every_dataset_whole() -> None:
     portal = FakePortal()
 
-    result = run_crawl(portal, metrics_since="2025-10")
+    result = run_crawl(portal, full_metrics_history=True)
 
     calls = portal.calls("/api/datasets/data/")
     assert not [params for params in calls if "organization_id__exact" in params]
     assert sorted(params["dataset_id__exact"] for params in calls) == [D1, D2, D4]
-    assert {params["metric_month__greater"] for params in calls} == {"2025-10"}
-    assert result.metrics == {key: rows_of(portal, key, "2025-10") for key in (D1, D2, D4)}
+    assert not [params for params in calls if "metric_month__greater" in params]
+    assert result.metrics == {key: rows_of(portal, key) for key in (D1, D2, D4)}
+
+
+def test_crawl_of_a_past_date_keeps_no_month_after_it() -> None:
+    """Refreshing 2025-11-30 in January: the metrics API already has December and January."""
+    result = run_crawl(FakePortal(), run_date=dt.date(2025, 11, 30), with_metrics_history=set())
+    months = {row["metric_month"] for rows in result.metrics.values() for row in rows}
+    assert months == {"2025-09", "2025-10", "2025-11"}
 
 
 def test_crawl_gives_an_empty_metrics_list_to_a_bulk_dataset_without_rows() -> None:
@@ -356,3 +363,8 @@ def test_crawl_goes_on_when_the_organization_of_an_extra_dataset_is_gone() -> No
     result = run_crawl(portal)
     assert D4 in result.datasets and ORG_B not in result.organizations
     assert set(result.organizations) == {ORG_A}
+
+
+def test_discover_refuses_an_extra_slug_the_portal_does_not_resolve() -> None:
+    with pytest.raises(PortalError, match=r"USAGE_DATASETS names 'old-slug'.*give the dataset's id"):
+        run(FakePortal(), lambda udata: discover(udata, [], ["old-slug"]))

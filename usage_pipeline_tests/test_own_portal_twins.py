@@ -1,9 +1,11 @@
 """portals.yaml and twins: each data.gouv.fr dataset linked to its twin on the producer's portal."""
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
+from usage_pipeline.own_portals.assets import monitoring_window
 from usage_pipeline.own_portals.config import OwnPortal, PortalsConfigError, load_portals
 from usage_pipeline.own_portals.twins import HARVEST_METADATA, RESOURCE_URL, TITLE, PortalDataset, find_twin
 
@@ -92,3 +94,11 @@ def test_bad_portals_yaml_is_named(tmp_path: Path, text: str, message: str) -> N
     with pytest.raises(PortalsConfigError, match=message) as error:
         load_portals(path)
     assert str(path) in str(error.value) and "s3cr3t" not in str(error.value)
+
+
+def test_monitoring_window_never_loses_a_stored_day() -> None:
+    day = dt.date(2026, 11, 20)
+    assert monitoring_window(day, None) == (dt.date(2025, 11, 20), day)  # first time: a year back
+    assert monitoring_window(day, dt.date(2026, 11, 19)) == (dt.date(2026, 11, 16), day)  # the last days again
+    past = dt.date(2026, 11, 10)  # a past date refreshed after later days were stored
+    assert monitoring_window(past, dt.date(2026, 11, 19)) == (dt.date(2026, 11, 16), dt.date(2026, 11, 19))

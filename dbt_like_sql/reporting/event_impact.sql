@@ -21,7 +21,7 @@
 --   days_observed_after BIGINT: Snapshot dates in the window after.
 --   views_change_pct DOUBLE: views_after / views_before - 1, in percent; null when views_before is 0 or unknown.
 with events as (
-    select distinct event_date, title, kind, dataset_id from raw.community_events
+    select event_date, title, min(kind) as kind, dataset_id from raw.community_events group by all
 ),
 daily as (
     select

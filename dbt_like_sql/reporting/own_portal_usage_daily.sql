@@ -9,7 +9,7 @@
 -- columns:
 --   portal VARCHAR: The portal's name in portals.yaml.
 --   portal_dataset_id VARCHAR: The dataset's id on that portal.
---   dataset_id VARCHAR: Its data.gouv.fr twin, when one was found (reporting.dataset_twins).
+--   dataset_id VARCHAR: Its data.gouv.fr twin, if any (reporting.dataset_twins; the surest link when several).
 --   date DATE: The day.
 --   views BIGINT: Page views (Opendatasoft: explore pages; CKAN: tracking views gained since the previous snapshot).
 --   downloads BIGINT: Downloads (Opendatasoft exports and attachments); null for CKAN.
@@ -28,6 +28,14 @@ with ods as (
         sum(calls) filter (where not is_bot) as human_calls
     from raw.own_portal_usage_daily
     group by portal, portal_dataset_id, day
+),
+twins as (
+    select portal, portal_dataset_id, dataset_id
+    from reporting.dataset_twins
+    qualify row_number() over (
+        partition by portal, portal_dataset_id
+        order by case method when 'harvest_metadata' then 0 when 'resource_url' then 1 else 2 end, dataset_id
+    ) = 1
 ),
 ckan as (
     select
@@ -51,5 +59,5 @@ from (
     union all
     select portal, portal_dataset_id, date, views, null, null, null, null from ckan where views is not null
 ) as usage
-left join reporting.dataset_twins as twins using (portal, portal_dataset_id)
+left join twins using (portal, portal_dataset_id)
 order by usage.portal, usage.portal_dataset_id, usage.date

@@ -1,7 +1,8 @@
 -- reporting.reuser_activity
 -- Every public action of a reuser on a followed dataset: a reuse published, a discussion opened, a reply
 -- posted. The reuser is the organization when the reuse or message was published in its name, else the user.
--- The producer's own members are left out. reporting.reusers and reporting.interview_candidates are built on it.
+-- The producer is left out: its own reuses (published by the dataset's organization or one of its members) and
+-- messages. reporting.reusers and reporting.interview_candidates are built on it.
 -- grain: kind, object_id, dataset_id
 -- columns:
 --   reuser_type VARCHAR: user or organization.
@@ -13,11 +14,17 @@
 --   object_id VARCHAR: The reuse id, or <discussion id>:<message position>.
 --   reuse_type VARCHAR: For a reuse, its type (application, visualization...); null otherwise.
 --   active_at TIMESTAMP WITH TIME ZONE: When it was published or posted (a reuse without a date: when first seen).
-select owner_type as reuser_type, owner_id as reuser_id, owner_name as name, owner_slug as slug, dataset_id,
-    'reuse' as kind, reuse_id as object_id, type as reuse_type,
-    coalesce(created_at, first_seen_date::timestamptz) as active_at
-from reporting.reuses
-where owner_id is not null
+select reuses.owner_type as reuser_type, reuses.owner_id as reuser_id, reuses.owner_name as name,
+    reuses.owner_slug as slug, reuses.dataset_id, 'reuse' as kind, reuses.reuse_id as object_id,
+    reuses.type as reuse_type, coalesce(reuses.created_at, reuses.first_seen_date::timestamptz) as active_at
+from reporting.reuses as reuses
+left join reporting.datasets as datasets using (dataset_id)
+where reuses.owner_id is not null
+    and reuses.owner_id is distinct from datasets.organization_id
+    and not exists (
+        select 1 from staging.organization_members as members
+        where members.organization_id = datasets.organization_id and members.user_id = reuses.owner_id
+    )
 union all
 select
     case when posted_as_organization_id is not null then 'organization' else 'user' end,

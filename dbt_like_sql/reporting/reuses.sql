@@ -83,4 +83,4 @@ select
 from latest
 join seen using (reuse_id, dataset_id)
 left join removed using (reuse_id, dataset_id)
-left join checks on checks.url = (latest.payload ->> '$.url')
+left join checks on checks.url = trim(latest.payload ->> '$.url')

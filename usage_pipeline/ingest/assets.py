@@ -31,8 +31,8 @@ RAW_TABLE_ASSETS = {table.qualified: RAW_SNAPSHOT_KEY for table in RAW_TABLES}
 class SnapshotConfig(dg.Config):
     """Run options of the raw snapshot."""
 
-    metrics_since: str | None = None
-    """Fetch the monthly metrics history from this month (YYYY-MM) for every dataset (used by `backfill`)."""
+    full_metrics_history: bool = False
+    """Fetch the whole monthly metrics history of every dataset again (used by `backfill`)."""
 
 
 def run_partitions(partition_keys: list[dg.MultiPartitionKey]) -> tuple[dt.date, list[str]]:
@@ -177,7 +177,7 @@ async def _crawl(
             dataset_keys=keys,
             run_date=snapshot_date,
             with_metrics_history=with_history,
-            metrics_since=config.metrics_since,
+            full_metrics_history=config.full_metrics_history,
             log=log,
         )
         return result, api.client.stats

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from usage_pipeline.portal.client import NotFound, PortalError
-from usage_pipeline.portal.udata import Udata
+from usage_pipeline.portal.udata import Udata, is_object_id
 
 FORBIDDEN_KEY_CHARACTERS = set(",|[]")
 RECENT_MONTHS = 3  # the current month is partial and the metrics API may still correct the two before
@@ -74,8 +74,14 @@ async def discover(udata: Udata, organizations: Iterable[str], datasets: Iterabl
     async def extra(key: str) -> str:
         try:
             return (await udata.dataset(key, fields="id"))["id"]
-        except NotFound:
-            return key  # kept as configured: the daily run records it as gone
+        except NotFound as error:
+            if not is_object_id(key):  # a slug cannot be followed until the portal resolves it to an id
+                raise PortalError(
+                    f"USAGE_DATASETS names {key!r}, which the portal does not know ({error.status}): "
+                    "give the dataset's id (24 hexadecimal characters)",
+                    url=error.url,
+                ) from None
+            return key  # an id is kept as configured: the daily run records it as gone
 
     keys += await asyncio.gather(*(extra(key) for key in datasets))
     return [validate_partition_key(key) for key in dict.fromkeys(keys)]
@@ -88,7 +94,7 @@ async def crawl(
     dataset_keys: Iterable[str],
     run_date: dt.date,
     with_metrics_history: set[str],
-    metrics_since: str | None = None,
+    full_metrics_history: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> Crawl:
     """Fetch counters, discussions, reuses and monthly metrics of ``dataset_keys`` as of today.
@@ -96,7 +102,8 @@ async def crawl(
     Bulk calls per organization where the API has them (dataset pages with their counters and
     resources, monthly metrics of recent months); discussions by batches of datasets; reuses only
     for datasets whose reuses counter is above zero. Datasets answering 404/410 land in ``gone``.
-    ``metrics_since`` forces the monthly history from that month for every dataset (backfill).
+    ``full_metrics_history`` fetches the whole monthly history of every dataset again (backfill). Months after
+    the run's month (a past date refreshed later) are left out: that date could not have seen them.
     """
     keys = list(dict.fromkeys(dataset_keys))
     wanted = set(keys)
@@ -138,7 +145,7 @@ async def crawl(
         result.reuses[key] = reuses
     log(f"{sum(map(len, result.reuses.values()))} reuses on {len(with_reuses)} datasets with a reuse counter > 0")
 
-    await _fetch_metrics(udata, result, listed_in, run_date, with_metrics_history, metrics_since)
+    await _fetch_metrics(udata, result, listed_in, run_date, with_metrics_history, full_metrics_history)
     log(f"{sum(map(len, result.metrics.values()))} monthly metrics rows for {len(result.metrics)} datasets")
     return result
 
@@ -149,13 +156,13 @@ async def _fetch_metrics(
     listed_in: dict[str, str],
     run_date: dt.date,
     with_history: set[str],
-    metrics_since: str | None,
+    full_history: bool,
 ) -> None:
     """Recent months in bulk per organization for datasets with stored history, full history for the others."""
     recent = month_start(run_date, RECENT_MONTHS - 1)
     bulk = (
         {}
-        if metrics_since
+        if full_history
         else {key: listed_in[key] for key in result.datasets if key in with_history and key in listed_in}
     )
     single = [key for key in result.datasets if key not in bulk]
@@ -170,7 +177,7 @@ async def _fetch_metrics(
         result.metrics.setdefault(key, [])
 
     def since(key: str) -> str | None:
-        return metrics_since or (recent if key in with_history else None)
+        return recent if key in with_history and not full_history else None
 
     for key, rows in zip(
         single,
@@ -178,3 +185,6 @@ async def _fetch_metrics(
         strict=True,
     ):
         result.metrics[key] = rows
+    run_month = month_start(run_date, 0)
+    for key, rows in result.metrics.items():
+        result.metrics[key] = [row for row in rows if str(row.get("metric_month") or "") <= run_month]

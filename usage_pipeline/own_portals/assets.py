@@ -114,7 +114,7 @@ class PortalFetch:
 
     datasets: list[dict[str, Any]] = field(default_factory=list)
     usage: list[dict[str, Any]] = field(default_factory=list)
-    usage_since: dt.date | None = None
+    usage_window: tuple[dt.date, dt.date] | None = None  # the days the monitoring fetch covered, both included
     reuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     status: list[dict[str, Any]] = field(default_factory=list)
@@ -139,7 +139,9 @@ def portal_dataset_id(portal: OwnPortal, dataset: dict[str, Any]) -> str:
     return str(dataset["dataset_id"] if portal.kind == "ods" else dataset["id"])
 
 
-async def fetch_portal(portal: OwnPortal, client: PortalClient, day: dt.date, monitoring_since: dt.date) -> PortalFetch:
+async def fetch_portal(
+    portal: OwnPortal, client: PortalClient, day: dt.date, window: tuple[dt.date, dt.date]
+) -> PortalFetch:
     """Everything one portal tells; a part that fails is recorded in ``status``, the others still come."""
     result = PortalFetch()
 
@@ -155,9 +157,10 @@ async def fetch_portal(portal: OwnPortal, client: PortalClient, day: dt.date, mo
             record("catalog", False, str(error))
             return result
         try:
-            usage, starts = await ods.monitoring(monitoring_since, day)
+            monitoring_since, until = window
+            usage, starts = await ods.monitoring(monitoring_since, until)
             result.usage = [u.__dict__ for u in usage]
-            result.usage_since = monitoring_since
+            result.usage_window = window
             gap = f"; the portal keeps monitoring from {starts} only" if starts and starts > monitoring_since else ""
             record("monitoring", True, f"{len(usage)} rows from {monitoring_since}{gap}", starts)
         except (MonitoringSkipped, OwnPortalError) as error:
@@ -201,7 +204,7 @@ def write_portal(
     fetched: PortalFetch,
     live_datasets: list[dict[str, Any]],
 ) -> dict[str, int]:
-    """Replace the portal's rows of ``day`` (and its monitoring from ``usage_since``) in one transaction."""
+    """Replace the portal's rows of ``day`` (and its monitoring days of ``usage_window``) in one transaction."""
     catalog = catalog_entries(portal, fetched.datasets)
     twins = [twin for dataset in live_datasets if (twin := find_twin(dataset, portal, catalog))] if catalog else []
     frames = {
@@ -221,10 +224,10 @@ def write_portal(
                 continue  # the catalog failed: keep what the day had
             conn.execute(f"DELETE FROM {table} WHERE snapshot_date = ? AND portal = ?", [day, portal.name])
             counts[table] = _insert(conn, table, rows)
-        if fetched.usage_since is not None:
+        if fetched.usage_window is not None:
             conn.execute(
-                "DELETE FROM raw.own_portal_usage_daily WHERE portal = ? AND day >= ?",
-                [portal.name, fetched.usage_since],
+                "DELETE FROM raw.own_portal_usage_daily WHERE portal = ? AND day BETWEEN ? AND ?",
+                [portal.name, *fetched.usage_window],
             )
             rows = [{"portal": portal.name, **usage, "fetched_on": day} for usage in fetched.usage]
             counts["raw.own_portal_usage_daily"] = _insert(conn, "raw.own_portal_usage_daily", rows)
@@ -285,12 +288,7 @@ def build_own_portals_asset(portals_file: Path) -> dg.AssetsDefinition:
             )
         failures: list[str] = []
         for portal in portals:
-            since = (
-                last_days[portal.name] - dt.timedelta(days=MONITORING_OVERLAP_DAYS)
-                if portal.name in last_days
-                else day - dt.timedelta(days=MONITORING_HISTORY_DAYS)
-            )
-            fetched = asyncio.run(_fetch(portal, udata, day, since))
+            fetched = asyncio.run(_fetch(portal, udata, day, monitoring_window(day, last_days.get(portal.name))))
             with warehouse.get_connection() as conn:
                 counts = write_portal(conn, portal, day, fetched, live)
             failures += [f"{portal.name} {s['part']}: {s['detail']}" for s in fetched.status if not s["ok"]]
@@ -310,8 +308,16 @@ def build_own_portals_asset(portals_file: Path) -> dg.AssetsDefinition:
     return own_portal_snapshot
 
 
-async def _fetch(portal: OwnPortal, udata: UdataResource, day: dt.date, since: dt.date) -> PortalFetch:
+def monitoring_window(day: dt.date, last_stored: dt.date | None) -> tuple[dt.date, dt.date]:
+    """Days to fetch (and replace): from the last stored day minus an overlap, or a year back the first time,
+    to the run's date — or to the last stored day when a past date is refreshed, so that no stored day is lost."""
+    if last_stored is None:
+        return day - dt.timedelta(days=MONITORING_HISTORY_DAYS), day
+    return last_stored - dt.timedelta(days=MONITORING_OVERLAP_DAYS), max(day, last_stored)
+
+
+async def _fetch(portal: OwnPortal, udata: UdataResource, day: dt.date, window: tuple[dt.date, dt.date]) -> PortalFetch:
     async with PortalClient(
         concurrency=udata.concurrency, timeout=udata.timeout, max_elapsed=udata.max_elapsed
     ) as client:
-        return await fetch_portal(portal, client, day, since)
+        return await fetch_portal(portal, client, day, window)
