@@ -31,6 +31,7 @@ def test_every_model_is_documented_and_its_dependencies_parsed() -> None:
         assert set(model.grain) <= set(model.columns), model.path
     assert models["reporting.discussions"].upstream_tables() == {
         "raw.discussions",
+        "raw.dataset_snapshots",
         "staging.discussion_messages",
         "staging.discussion_themes",
         "reporting.datasets",

@@ -21,6 +21,7 @@ GROWING = "5ff5e6e99724cb8fff59a5be"  # barometre-des-resultats-de-laction-publi
 DELETED = "65271c20a80b3f04010e71ff"  # marches-publics-de-la-metropole-de-lyon
 NEW_REUSE_ON = "5c1bab838b4c415d323a5741"  # defibrillateurs: no reuse in the sample
 SIRENE = "5b7ffc618b4c4169d30727e0"
+DPE = "5ee2391763c79811ddfbc86a"
 ETALAB = "534fff75a3a7292c64a77de4"
 
 
@@ -75,6 +76,11 @@ def day_two_changes(world: World) -> None:
     removed = sirene["reuses"].pop(0)  # the reuse is no longer listed on Sirene
     sirene["dataset"]["metrics"]["reuses"] -= 1
     world.removed_reuse = removed["id"]
+    dpe = world.entries[DPE]
+    moderated = next(d for d in dpe["discussions"] if not d["closed"])
+    dpe["discussions"].remove(moderated)  # deleted by moderation
+    dpe["dataset"]["metrics"]["discussions"] -= 1
+    world.removed_discussion = moderated["id"]
     world.deleted.add(DELETED)
     world.metrics_rows.append(
         {"__id": 4, "dataset_id": GROWING, "organization_id": growing["organization_id"], "metric_month": "2026-11",
@@ -306,6 +312,7 @@ def test_backlog_lists_awaiting_discussions_oldest_first(two_days: TwoDays, fixt
     )
     statuses = expected_statuses(fixture_data)
     statuses.pop(two_days.answered_discussion)  # answered on day 2
+    statuses.pop(two_days.world.removed_discussion)  # removed from the portal on day 2
     threads = {thread["id"]: thread for thread in sample_threads(fixture_data)}
     awaiting = sorted(
         (key for key, (status, _) in statuses.items() if status == "awaiting_producer"),
@@ -432,3 +439,13 @@ def test_survey_results(two_days: TwoDays) -> None:
     assert hashes[0] == hashes[2] != hashes[1]  # the same address, whatever its case
     database = (two_days.settings.published_dir / "usage.duckdb").read_bytes()
     assert b"example.org" not in database
+
+
+def test_a_removed_discussion_leaves_the_backlog(two_days: TwoDays) -> None:
+    removed = two_days.world.removed_discussion
+    rows = published(
+        two_days.settings, f"SELECT removed_date FROM reporting.discussions WHERE discussion_id = '{removed}'"
+    )
+    assert rows.item() == DAY_2
+    others = published(two_days.settings, "SELECT count(*) FROM reporting.discussions WHERE removed_date IS NOT NULL")
+    assert others.item() == 1

@@ -7,6 +7,7 @@
 --   organization_id VARCHAR: Id of the organization publishing the dataset (from its latest live snapshot).
 --   organization_name VARCHAR: Name of that organization.
 --   organization_slug VARCHAR: Slug of that organization (the last part of its page URL).
+--   owner_id VARCHAR: Id of the user publishing the dataset when no organization does.
 --   title VARCHAR: Dataset title (from its latest live snapshot).
 --   slug VARCHAR: Dataset slug.
 --   page_url VARCHAR: The dataset's page on the portal.
@@ -45,6 +46,7 @@ select
     live.organization_id,
     live.organization_name,
     live.organization_slug,
+    live.owner_id,
     live.title,
     live.slug,
     live.page_url,

@@ -20,10 +20,20 @@
 --   status VARCHAR: closed, answered or awaiting_producer (see the table description).
 --   theme VARCHAR: What it is about: accessibility, freshness, reliability, usability or other (see staging.discussion_themes).
 --   theme_evidence VARCHAR[]: The words of the discussion that decided the theme.
+--   removed_date DATE: First snapshot of the dataset without the discussion (deleted or moderated); null while listed.
 with latest as (
-    select dataset_id, discussion_id, payload
+    select dataset_id, discussion_id, payload, snapshot_date as last_seen_date
     from raw.discussions
     qualify row_number() over (partition by discussion_id order by snapshot_date desc) = 1
+),
+removed as (
+    select latest.discussion_id, min(snapshots.snapshot_date) as removed_date
+    from latest
+    join raw.dataset_snapshots as snapshots
+        on snapshots.dataset_id = latest.dataset_id
+        and snapshots.http_status = 200
+        and snapshots.snapshot_date > latest.last_seen_date
+    group by latest.discussion_id
 ),
 threads as (
     select
@@ -55,8 +65,10 @@ select
         else 'awaiting_producer'
     end as status,
     coalesce(themes.theme, 'other') as theme,
-    coalesce(themes.evidence, []) as theme_evidence
+    coalesce(themes.evidence, []) as theme_evidence,
+    removed.removed_date
 from latest
 left join threads using (discussion_id)
 left join reporting.datasets as datasets using (dataset_id)
+left join removed using (discussion_id)
 left join staging.discussion_themes as themes using (discussion_id)

@@ -1,6 +1,6 @@
 -- reporting.discussions_awaiting_answer
 -- The producer's to-do list: every open discussion whose last message comes from a reuser, oldest wait
--- first. waiting_since is the time of the reuser's last message; waiting_days counts from it to the date of
+-- first (discussions removed from the portal, and those of gone datasets, are left out). waiting_since is the time of the reuser's last message; waiting_days counts from it to the date of
 -- the latest snapshot (the day the list is as of).
 -- grain: discussion_id
 -- columns:
@@ -41,4 +41,6 @@ join last_reuser_message using (discussion_id)
 left join reporting.datasets as datasets using (dataset_id)
 cross join as_of
 where discussions.status = 'awaiting_producer'
+    and discussions.removed_date is null
+    and coalesce(datasets.status, 'active') <> 'gone'
 order by last_reuser_message.waiting_since, discussions.discussion_id

@@ -20,7 +20,7 @@ select reuses.owner_type as reuser_type, reuses.owner_id as reuser_id, reuses.ow
 from reporting.reuses as reuses
 left join reporting.datasets as datasets using (dataset_id)
 where reuses.owner_id is not null
-    and reuses.owner_id is distinct from datasets.organization_id
+    and reuses.owner_id is distinct from coalesce(datasets.organization_id, datasets.owner_id)
     and not exists (
         select 1 from staging.organization_members as members
         where members.organization_id = datasets.organization_id and members.user_id = reuses.owner_id

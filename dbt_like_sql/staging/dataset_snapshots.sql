@@ -11,6 +11,7 @@
 --   organization_id VARCHAR: Id of the organization publishing the dataset (null for a user's dataset).
 --   organization_name VARCHAR: Name of that organization.
 --   organization_slug VARCHAR: Slug of that organization (the last part of its page URL).
+--   owner_id VARCHAR: Id of the user publishing the dataset when no organization does.
 --   page_url VARCHAR: The dataset's page on the portal.
 --   created_at TIMESTAMP WITH TIME ZONE: When the dataset was created on the portal.
 --   last_update TIMESTAMP WITH TIME ZONE: When its data (resources) last changed, as the portal computes it.
@@ -30,6 +31,7 @@ select
     payload ->> '$.organization.id' as organization_id,
     payload ->> '$.organization.name' as organization_name,
     payload ->> '$.organization.slug' as organization_slug,
+    payload ->> '$.owner.id' as owner_id,
     payload ->> '$.page' as page_url,
     try_cast(payload ->> '$.created_at' as timestamptz) as created_at,
     try_cast(payload ->> '$.last_update' as timestamptz) as last_update,

@@ -1,7 +1,7 @@
 -- staging.discussion_messages
 -- Every message of every discussion on a followed dataset, as of the latest snapshot that saw the
--- discussion, with whether the producer wrote it: a member of the dataset's organization, or a post made
--- in the name of that organization.
+-- discussion, with whether the producer wrote it: a member of the dataset's organization, a post made in
+-- the name of that organization, or the user who owns the dataset when no organization publishes it.
 -- grain: discussion_id, position
 -- columns:
 --   discussion_id VARCHAR: data.gouv.fr discussion id.
@@ -18,7 +18,10 @@
 --   is_producer BOOLEAN: True when the producer wrote the message (see the table description).
 --   content VARCHAR: The message text (markdown).
 with dataset_organizations as (
-    select dataset_id, arg_max(organization_id, snapshot_date) as organization_id
+    select
+        dataset_id,
+        arg_max(organization_id, snapshot_date) as organization_id,
+        arg_max(owner_id, snapshot_date) as owner_id
     from staging.dataset_snapshots
     where http_status = 200
     group by dataset_id
@@ -33,6 +36,7 @@ messages as (
         latest.discussion_id,
         latest.dataset_id,
         dataset_organizations.organization_id,
+        dataset_organizations.owner_id,
         unnest(latest.payload -> '$.discussion[*]') as message,
         generate_subscripts(latest.payload -> '$.discussion[*]', 1) - 1 as position
     from latest
@@ -43,6 +47,7 @@ fields as (
         discussion_id,
         dataset_id,
         organization_id,
+        owner_id,
         position,
         try_cast(message ->> '$.posted_on' as timestamptz) as posted_at,
         message ->> '$.posted_by.id' as author_id,
@@ -67,8 +72,12 @@ select
     fields.posted_as_organization_id,
     fields.posted_as_organization_name,
     fields.posted_as_organization_slug,
-    coalesce(members.user_id is not null or fields.posted_as_organization_id = fields.organization_id, false)
-        as is_producer,
+    coalesce(
+        members.user_id is not null
+        or fields.posted_as_organization_id = fields.organization_id
+        or (fields.organization_id is null and fields.author_id = fields.owner_id),
+        false
+    ) as is_producer,
     fields.content
 from fields
 left join staging.organization_members as members
