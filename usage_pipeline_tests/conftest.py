@@ -41,19 +41,24 @@ def followed(world: World) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(organizations), tuple(ids[8:])
 
 
-@pytest.fixture
-def settings(portal: PortalServer, world: World, tmp_path: Path) -> Settings:
+def sample_settings(portal: PortalServer, world: World, data_dir: Path) -> Settings:
+    """Settings following the sample served by ``portal`` (see `followed`), writing to ``data_dir``."""
     organizations, datasets = followed(world)
     return Settings(
         portal_url=portal.url,
         metrics_api_url=portal.url,
         organizations=organizations,
         datasets=datasets,
-        data_dir=tmp_path / "data",
+        data_dir=data_dir,
         start_date=START_DATE,
         http_max_elapsed=10,
         link_checks=False,  # the sample's reuses point to real sites: no traffic leaves this machine
     )
+
+
+@pytest.fixture
+def settings(portal: PortalServer, world: World, tmp_path: Path) -> Settings:
+    return sample_settings(portal, world, tmp_path / "data")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.settings import Settings
-from usage_pipeline_tests.conftest import FIXTURE, START_DATE, followed
+from usage_pipeline_tests.conftest import FIXTURE, sample_settings
 
 DAY_1 = dt.date(2026, 11, 20)
 DAY_2 = dt.date(2026, 11, 21)
@@ -123,19 +123,9 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
     root = tmp_path_factory.mktemp("two_days")
     world = World.from_fixture(FIXTURE)
     add_metrics(world)
-    organizations, datasets = followed(world)
     with PortalServer(world) as portal, pytest.MonkeyPatch.context() as env:
         env.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-        settings = Settings(
-            portal_url=portal.url,
-            metrics_api_url=portal.url,
-            organizations=organizations,
-            datasets=datasets,
-            data_dir=root / "data",
-            start_date=START_DATE,
-            http_max_elapsed=10,
-            link_checks=False,
-        )
+        settings = sample_settings(portal, world, root / "data")
         instance = cli.dagster_instance(settings)
         cli.refresh(settings, DAY_1, instance)
         with world.lock:

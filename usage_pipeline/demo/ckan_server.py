@@ -15,7 +15,6 @@ import random
 import re
 import threading
 import traceback
-import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from usage_pipeline.demo.local_server import JsonHandler, LocalHTTPServer, LocalServer
-from usage_pipeline.demo.world import FIRST_NAMES, LAST_NAMES, PLACES, THEMES
+from usage_pipeline.demo.world import FIRST_NAMES, LAST_NAMES, PLACES, THEMES, slugify
 
 ROWS_DEFAULT = 10
 ROWS_MAX = 1000
@@ -410,11 +409,6 @@ REPLY_TEXTS = (
 )
 
 
-def _slugify(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
-
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -442,14 +436,14 @@ def generate_ckan_world(
     """
     rng = random.Random(seed)
     place = rng.choice(PLACES)
-    organization = {"id": _uuid(rng), "name": _slugify(f"metropole-de-{place}"), "title": f"Métropole de {place}"}
+    organization = {"id": _uuid(rng), "name": slugify(f"metropole-de-{place}"), "title": f"Métropole de {place}"}
     end = dt.datetime.combine(today, dt.time(6, 0))
     world = CkanWorld(version=version, extensions=list(extensions), site_title=f"Open data {place}")
     names: set[str] = set()
     for index in range(datasets):
         theme, tags = THEMES[index % len(THEMES)]
         title = theme if index < len(THEMES) else f"{theme} ({today.year - index // len(THEMES)})"
-        name = _slugify(title)
+        name = slugify(title)
         while name in names:
             name += "-bis"
         names.add(name)
@@ -478,7 +472,7 @@ def generate_ckan_world(
                         "id": (resource_id := _uuid(rng)),
                         "name": f"{name}.csv",
                         "format": "CSV",
-                        "url": f"https://data.{_slugify(place)}.fr/dataset/{dataset_id}/resource/{resource_id}"
+                        "url": f"https://data.{slugify(place)}.fr/dataset/{dataset_id}/resource/{resource_id}"
                         f"/download/{name}.csv",
                     }
                 ],
@@ -496,7 +490,7 @@ def generate_ckan_world(
                     "content": rng.choice(COMMENT_TEXTS),
                     "author_id": _uuid(rng),
                     "author_type": "user",
-                    "author": {"name": _slugify(author), "fullname": author},
+                    "author": {"name": slugify(author), "fullname": author},
                     "state": "approved" if rng.random() < 0.85 else "draft",
                     "reply_to_id": None,
                     "created_at": _naive(when),
@@ -534,7 +528,7 @@ def generate_ckan_world(
                     "updated": _naive(created + dt.timedelta(days=number * 30 + 2)),
                     "visibility": "visible",
                     "abuse_status": "unmoderated",
-                    "user": _slugify(f"{rng.choice(FIRST_NAMES)}{rng.choice(LAST_NAMES)}"),
+                    "user": slugify(f"{rng.choice(FIRST_NAMES)}{rng.choice(LAST_NAMES)}"),
                     "comment_count": rng.randint(0, 4),
                 }
                 for number in range(1, rng.randint(1, 3) + 1)
@@ -546,7 +540,7 @@ def generate_ckan_world(
             title = rng.choice(SHOWCASE_PATTERNS).format(theme=theme, theme_lower=theme.lower(), place=place)
             created = _between(rng, dt.datetime.fromisoformat(used[0]["metadata_created"]), end)
             author = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
-            name = _slugify(title)[:90] + f"-{len(world.showcases) + 1}"
+            name = slugify(title)[:90] + f"-{len(world.showcases) + 1}"
             showcase = {
                 "id": _uuid(rng),
                 "name": name,

@@ -136,7 +136,8 @@ REUSER_ORGANIZATIONS = (
 )
 
 
-def _slugify(text: str) -> str:
+def slugify(text: str) -> str:
+    """A URL slug: accents dropped, lower case, words joined by dashes."""
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
@@ -161,7 +162,7 @@ def _user_ref(user: dict) -> dict:
 
 def _reuser_organization(name: str) -> dict:
     """A stable organization reference for a reuse publisher (ids derived from the name)."""
-    slug = _slugify(name)
+    slug = slugify(name)
     return {
         "acronym": None,
         "badges": [],
@@ -204,7 +205,7 @@ class _Factory:
 
     def unique_slug(self, kind: str, text: str) -> str:
         taken = self.slugs.setdefault(kind, set())
-        base = slug = _slugify(text)
+        base = slug = slugify(text)
         number = 1
         while slug in taken:
             number += 1
@@ -278,7 +279,7 @@ class _Factory:
             },
             "name": name,
             "slug": self.unique_slug("organization", name),
-            "url": f"https://www.{_slugify(place)}.fr",
+            "url": f"https://www.{slugify(place)}.fr",
         }
 
     def resource(self, dataset_slug: str, dataset_created: dt.datetime, fmt: str, position: int) -> dict:
@@ -347,7 +348,7 @@ class _Factory:
             "private": False,
             "schema": None,
             "slug": slug,
-            "tags": sorted({*tags, _slugify(place)}),
+            "tags": sorted({*tags, slugify(place)}),
             "temporal_coverage": {"end": f"{year}-12-31", "start": f"{year}-01-01"}
             if self.rng.random() < 0.4
             else None,
