@@ -66,6 +66,11 @@ def test_negative_views_block_the_run_and_keep_the_published_copy(
     assert query(data_dir, snapshots, warehouse) == [(14,)]  # every other dataset landed
     quarantined = "SELECT dataset_id, failed_checks FROM quarantine.dataset_snapshots"
     assert query(data_dir, quarantined, warehouse) == [(BAROMETRE, ["dataset_snapshots_valid"])]
+    # only the table the check is about is held back: the dataset's discussions of the day did land
+    discussions = (
+        f"SELECT count(*) FROM raw.discussions WHERE snapshot_date = '2026-11-21' AND dataset_id = '{BAROMETRE}'"
+    )
+    assert query(data_dir, discussions, warehouse) == [(4,)]
     docs = (data_dir / "published" / "quality" / "index.html").read_text(encoding="utf-8")
     assert "dataset_snapshots_valid" in docs
 

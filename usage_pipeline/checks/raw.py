@@ -77,6 +77,7 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
             from incoming_dataset_snapshots
             """,
             _dataset_snapshot_expectations,
+            raw_table="dataset_snapshots",
         ),
         Check(
             RESOURCES_VALID,
@@ -96,6 +97,7 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
                 gxe.ExpectCompoundColumnsToBeUnique(column_list=["resource_id", "dataset_id", "snapshot_date"]),
                 gxe.ExpectColumnValuesToBeBetween(column="downloads", min_value=0),
             ],
+            raw_table="dataset_snapshots",
         ),
         Check(
             DISCUSSIONS_VALID,
@@ -120,6 +122,7 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
                 _not_future("created_at", scope),
                 _not_future("last_message_at", scope),
             ],
+            raw_table="discussions",
         ),
         Check(
             REUSES_VALID,
@@ -142,6 +145,7 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
                 gxe.ExpectColumnValuesToMatchRegex(column="created_text", regex=ISO_DATETIME),
                 _not_future("created_at", scope),
             ],
+            raw_table="reuses",
         ),
         Check(
             MONTHLY_METRICS_VALID,
@@ -167,6 +171,7 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
                 gxe.ExpectColumnValuesToBeBetween(column="downloads", min_value=0),
                 _known_dataset(scope),
             ],
+            raw_table="metrics_monthly",
         ),
         Check(
             COUNTERS_NEVER_DECREASE,

@@ -39,7 +39,8 @@ class Check:
     """A named expectation suite over the rows one SQL query returns.
 
     ``sql`` may use the parameters ``$run_date`` and ``$dataset_ids``; ``expectations`` builds the suite
-    for a run (some bounds, like "not in the future", depend on it). ERROR checks block what is downstream.
+    for a run (some bounds, like "not in the future", depend on it). ERROR checks block what is downstream;
+    on the raw snapshot, a failing dataset's new rows of ``raw_table`` are quarantined.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Check:
     expectations: Callable[[RunScope], list[Expectation]]
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
     dataset_column: str | None = "dataset_id"
+    raw_table: str | None = None
 
     @property
     def blocking(self) -> bool:

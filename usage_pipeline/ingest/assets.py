@@ -56,7 +56,8 @@ def land_snapshot(
 ) -> tuple[dict[str, tuple[int, int]], list[Outcome]]:
     """Check the run's rows, then replace the partitions in one transaction.
 
-    Datasets failing a blocking check keep their previous raw rows; their new rows go to quarantine.*.
+    A dataset failing a blocking check keeps its previous rows in the table that check is about (its new rows
+    there go to quarantine.*): bad discussions never cost the day's counters, which cannot be fetched later.
     Returns (accepted, quarantined) rows per raw table and the check outcomes.
     """
     frames = raw_rows(result, scope.run_date, scope.now)
@@ -71,13 +72,13 @@ def land_snapshot(
             log_info(
                 f"{len(checks)} checks on {len(scope.dataset_ids)} datasets in {time.perf_counter() - started:.2f}s"
             )
-            rejected: dict[str, list[str]] = {}
+            rejected: dict[str, dict[str, list[str]]] = {table.name: {} for table in RAW_TABLES}
             for outcome in outcomes:
                 if not outcome.passed:
                     log(outcome.summary())
-                    if outcome.check.blocking:
+                    if outcome.check.blocking and outcome.check.raw_table:
                         for dataset_id in outcome.failing_datasets:
-                            rejected.setdefault(dataset_id, []).append(outcome.check.name)
+                            rejected[outcome.check.raw_table].setdefault(dataset_id, []).append(outcome.check.name)
             written = {
                 table.qualified: accept_incoming(
                     conn,
@@ -87,7 +88,7 @@ def land_snapshot(
                         if table.name == "organizations"
                         else scope.dataset_ids
                     },
-                    rejected,
+                    rejected[table.name],
                     scope.run_id,
                 )
                 for table in RAW_TABLES
