@@ -53,7 +53,7 @@ def seeded_world() -> OdsWorld:
     calls(AIR, D1, "records_index", 7)  # api, human
     calls(AIR, D1, "records_index", 11, bot=True, user_agent="Googlebot/2.1")  # api, bot
     calls(AIR, D1, "records_index", 2, referer="https://blog.example.org/air")  # api: not a portal page
-    calls(AIR, D1, "download_dataset_attachment", 6)  # api: attachments are counted apart (§1.3.2)
+    calls(AIR, D1, "download_dataset_attachment", 6)  # api: attachments are counted apart (docs/opendatasoft.md)
     calls(AIR, D1, "download_dataset", 4, referer=f"{PAGE}/{AIR}/export/")  # download, even from a page
     calls(AIR, D1, "download_dataset_records", 2)  # download
     calls(AIR, D1, "download_dataset_alternative_export", 1, bot=True)  # download, bot
@@ -210,7 +210,7 @@ def test_an_expired_key_is_a_clear_error_without_the_key(
 
 @pytest.mark.parametrize("status", [403, 401])
 def test_a_key_without_browse_analytics_names_the_permission(server: OdsServer, world: OdsWorld, status: int) -> None:
-    world.missing_permission_status = status  # 403, or 401 as some portals answer (WECA, §1.3)
+    world.missing_permission_status = status  # 403, or 401 as some portals answer (docs/opendatasoft.md, "Permission")
     with pytest.raises(OwnPortalError) as raised:
         run(server, READER_KEY, lambda portal: portal.monitoring(SINCE, UNTIL))
     message = str(raised.value)

@@ -1,10 +1,11 @@
 """A local CKAN-compatible server: the action API calls `own_portals.ckan` makes, over an in-memory `CkanWorld`.
 
-Stdlib only, same style as `portal_server`. Shapes follow /work/shared/reference/own-portals.md section 2:
-the envelope ``{help, success, result | error}`` (2.1), `status_show` (2.1), `package_search` with ``rows`` /
-``start`` / ``sort`` and `package_show` (2.2), `tracking_summary` by CKAN version (2.3), ckanext-showcase's list
-actions (2.4), ckanext-comments' `comments_thread_show` and ckanext-issues' `issue_search` (2.5). Actions of
-extensions that are not listed in `CkanWorld.extensions` answer "Action name not known", as CKAN does.
+Stdlib only, same style as `portal_server`. Shapes follow docs/ckan.md: the envelope
+``{help, success, result | error}`` ("Action API envelope"), `status_show`, `package_search` with ``rows`` /
+``start`` / ``sort`` and `package_show` ("Datasets and paging"), `tracking_summary` by CKAN version ("Page
+views"), ckanext-showcase's list actions ("Reuses: ckanext-showcase"), ckanext-comments' `comments_thread_show`
+and ckanext-issues' `issue_search` ("Comments: ckanext-comments and ckanext-issues"). Actions of extensions that
+are not listed in `CkanWorld.extensions` answer "Action name not known", as CKAN does.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class CkanWorld:
 
     - `datasets`: package dicts (``id, name, title, url, notes, state, private, organization, metadata_created,
       metadata_modified, extras, tags, resources``) — no `tracking_summary`, which is `tracking[id]`
-      (``{"total", "recent"}``) and is added by version as CKAN does (section 2.3).
+      (``{"total", "recent"}``) and is added by version as CKAN does (docs/ckan.md, "Page views").
     - `showcases`: showcase package dicts (``type: "showcase"``); `showcase_datasets`: showcase id -> dataset ids.
     - `comments`: dataset id -> the comments of its ckanext-comments thread (a key = a thread exists).
     - `issues`: dataset id -> its ckanext-issues issues.
@@ -84,7 +85,7 @@ class CkanWorld:
 
     @property
     def tracking_in_search(self) -> bool:
-        """CKAN ≥ 2.11 with the `tracking` plugin: searches and shows carry `tracking_summary` (section 2.3)."""
+        """CKAN ≥ 2.11 with the `tracking` plugin: searches and shows carry `tracking_summary` (docs/ckan.md)."""
         return _version(self.version) >= (2, 11) and "tracking" in self.extensions
 
 
@@ -277,7 +278,7 @@ def _comments_thread_show(request: _Request) -> dict:
         shown = []
         for comment in comments:
             if comment.get("state") != "approved" and not request.authorized:
-                continue  # anonymous callers see approved comments only (section 2.5)
+                continue  # anonymous callers see approved comments only (docs/ckan.md)
             item = {**copy.deepcopy(comment), "thread_id": thread_id, "approved": comment.get("state") == "approved"}
             if not request.flag("include_author"):
                 item.pop("author", None)
@@ -414,7 +415,7 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _naive(when: dt.datetime) -> str:
-    """CKAN's naive ISO-8601 UTC datetimes (section 2.2)."""
+    """CKAN's naive ISO-8601 UTC datetimes (docs/ckan.md, "Datasets and paging")."""
     return when.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 

@@ -1,23 +1,24 @@
 """A local Opendatasoft (Huwise) portal over an in-memory `OdsWorld`: catalog, monitoring exports, reuses.
 
-Stdlib only, same style as `portal_server.PortalServer`. Shapes and rules follow
-/work/shared/reference/own-portals.md section 1; only what `usage_pipeline.own_portals.ods` calls is served:
+Stdlib only, same style as `portal_server.PortalServer`. Shapes and rules follow docs/opendatasoft.md (cited by
+section title below); only what `usage_pipeline.own_portals.ods` calls is served:
 
 - ``GET /api/explore/v2.1/catalog/datasets`` — ``limit`` (default 10, max 100), ``offset`` (offset + limit
   ≤ 10 000), ``include_app_metas`` (``metas.explore``, ``metas.dcat`` only when true), ``order_by=dataset_id``;
-  ``{"total_count", "results"}`` (§1.2, §1.4). Restricted datasets need a valid key.
+  ``{"total_count", "results"}`` ("Catalog paging", "Catalog counters"). Restricted datasets need a valid key.
 - ``GET /api/explore/v2.1/monitoring/datasets/ods-api-monitoring/exports/json`` — ``select``, ``where``,
   ``group_by``, ``limit`` (default -1 = all), ``offset``, ``timezone`` (UTC only), ``use_labels``; a bare JSON
-  array (§1.2, §1.3). A small ODSQL subset (§1.3.4): ``count(*)``, ``min``/``max(field)``, ``AND``-joined
-  ``timestamp >=|>|<|<= date'…'``, ``startswith(field, '…')``, ``field is true|false|null``,
-  ``field = '…'``; ``group_by`` fields and ``date_format(timestamp, 'yyyy-MM-dd') as day``. The multivalued
-  ``dataset_id`` yields one group per value. Rows older than ``retention_start`` are archived (not served).
-  Needs a key (401 without) whose permissions include ``explore_monitoring`` ("Browse analytics", §1.3), else
-  `OdsWorld.missing_permission_status` (403 by default; 401 as WECA reports).
-- ``GET /api/reuses/?rows=&start=`` — ``{"nhits", "reuses"}`` newest first; 404 when reuses are disabled (§1.5).
+  array ("Exports", "Monitoring datasets"). A small ODSQL subset ("ODSQL used"): ``count(*)``,
+  ``min``/``max(field)``, ``AND``-joined ``timestamp >=|>|<|<= date'…'``, ``startswith(field, '…')``,
+  ``field is true|false|null``, ``field = '…'``; ``group_by`` fields and
+  ``date_format(timestamp, 'yyyy-MM-dd') as day``. The multivalued ``dataset_id`` yields one group per value.
+  Rows older than ``retention_start`` are archived (not served). Needs a key (401 without) whose permissions
+  include ``explore_monitoring`` ("Browse analytics"), else `OdsWorld.missing_permission_status` (403 by
+  default; 401 as one operator reports, see "Permission").
+- ``GET /api/reuses/?rows=&start=`` — ``{"nhits", "reuses"}`` newest first; 404 when reuses are disabled ("Reuses").
 
-Auth (§1.1): ``Authorization: Apikey <key>`` or ``?apikey=<key>``; an unknown or expired key answers 401
-everywhere. Answers never echo the key.
+Auth ("Authentication"): ``Authorization: Apikey <key>`` or ``?apikey=<key>``; an unknown or expired key answers
+401 everywhere. Answers never echo the key.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from usage_pipeline.demo.local_server import JsonHandler, LocalHTTPServer, Local
 
 EXPLORE = ("api", "explore", "v2.1")
 MONITORING_DATASETS = ("ods-api-monitoring",)
-BROWSE_ANALYTICS = "explore_monitoring"  # technical name of "Browse analytics" (§1.3)
+BROWSE_ANALYTICS = "explore_monitoring"  # technical name of "Browse analytics" (docs/opendatasoft.md)
 CATALOG_MAX_LIMIT = 100
 CATALOG_WINDOW = 10_000
 
@@ -56,7 +57,7 @@ class OdsWorld:
 
     ``datasets``: dataset_id → catalog item (``dataset_id``, ``dataset_uid``, ``visibility`` "domain" or
     "restricted", ``has_records``, ``features``, ``fields``, ``metas`` with ``default``, ``explore``, ``dcat``).
-    ``monitoring``: raw ods-api-monitoring rows, one per API call (§1.3.1). ``reuses``: the ``/api/reuses/``
+    ``monitoring``: raw ods-api-monitoring rows, one per API call. ``reuses``: the ``/api/reuses/``
     items, or None when the portal has the feature off. ``keys``: valid API key → permissions.
     """
 

@@ -1,7 +1,7 @@
 """A local HTTP server speaking the udata API v1 and metrics API shapes over an in-memory `World`.
 
 Stdlib only. One server answers both APIs: udata paths live under ``/api/1/``, metrics API paths under
-``/api/<model>/data/``. Shapes follow /work/shared/reference/udata-api.md (sections 1.x, 2.x and 6.x).
+``/api/<model>/data/``. Shapes follow docs/udata-api.md (udata API v1) and docs/metrics-api.md (metrics API).
 """
 
 from __future__ import annotations

@@ -1,24 +1,25 @@
 """A producer's own Opendatasoft (Huwise) portal: catalog counters, daily usage from monitoring, reuses.
 
-Everything follows /work/shared/reference/own-portals.md, section 1 (cited as §1.x below):
+The API facts used here, with their public sources, are in docs/opendatasoft.md (cited by section title below):
 
-- Explore API v2.1 under ``<url>/api/explore/v2.1/``; the key goes in ``Authorization: Apikey <key>`` (§1.1), never
-  in the query string, so it never appears in a URL, a log line or an error message.
-- Catalog: ``catalog/datasets?include_app_metas=true`` pages of 100 (``offset + limit < 10 000``, §1.2); the usage
-  counters live in ``metas.explore`` (§1.4).
+- Explore API v2.1 under ``<url>/api/explore/v2.1/``; the key goes in ``Authorization: Apikey <key>``
+  ("Authentication"), never in the query string, so it never appears in a URL, a log line or an error message.
+- Catalog: ``catalog/datasets?include_app_metas=true`` pages of 100 (``offset + limit < 10 000``, "Catalog
+  paging"); the usage counters live in ``metas.explore`` ("Catalog counters").
 - Daily usage: ``monitoring/datasets/ods-api-monitoring/exports/json`` with ``select=count(*)`` and ``group_by``
-  dataset × day × bot × api (§1.3, §1.3.4): the exports endpoint has no row limit (§1.2), the portal aggregates,
-  raw calls are never paged through.
-- Kinds (§1.3.2, §1.4): a *download* is a call whose ``api`` is ``download_dataset``, ``download_dataset_records``,
-  ``download_dataset_alternative_export`` (the official rule) or ``export_dataset`` (the v2.x export value MEF
-  counts; unconfirmed, §4). A *view* is any other call made from a page of the portal (its ``referer`` starts with
-  ``https://<portal domain>/``): ODS has no page-view counter, portal pages call the API (§1.4, an inference). An
-  *api* call is any other call. The ``bot`` flag splits humans from bots (§1.3.1).
+  dataset × day × bot × api ("Monitoring datasets", "ODSQL used"): the exports endpoint has no row limit
+  ("Exports"), the portal aggregates, raw calls are never paged through.
+- Kinds ("`api` values and downloads", "Page views"): a *download* is a call whose ``api`` is
+  ``download_dataset``, ``download_dataset_records``, ``download_dataset_alternative_export`` (the official rule)
+  or ``export_dataset`` (the v2.x export value the French Ministry of Economy counts; unconfirmed). A *view* is
+  any other call made from a page of the portal (its ``referer`` starts with ``https://<portal domain>/``): ODS
+  has no page-view counter, portal pages call the API (our inference). An *api* call is any other call. The
+  ``bot`` flag splits humans from bots ("Bots").
 - Monitoring needs a key whose user holds the "Browse analytics" permission (technical name
-  ``explore_monitoring``, §1.3); retention is 3 to 12 months (§1.3), so the first day the portal still has is
-  returned for the caller to record the gap.
+  ``explore_monitoring``); retention is 3 to 12 months ("Permission", "Retention"), so the first day the portal
+  still has is returned for the caller to record the gap.
 - Reuses: the undocumented ``/api/reuses/?rows=&start=`` list of the official widgets, filtered on
-  ``dataset.id`` client-side (§1.5).
+  ``dataset.id`` client-side ("Reuses").
 """
 
 from __future__ import annotations
@@ -41,16 +42,16 @@ EXPLORE = "/api/explore/v2.1"
 MONITORING_DATASET = "ods-api-monitoring"
 BROWSE_ANALYTICS = "Browse analytics"
 BROWSE_ANALYTICS_TECHNICAL = "explore_monitoring"
-ANALYTICS_APP = "usage_pipeline"  # sent as ODS-API-Analytics-App: our own calls show in `custom_attributes` (§1.3.4)
-CATALOG_PAGE = 100  # max `limit` of /records-like listings without group_by (§1.2)
-CATALOG_WINDOW = 10_000  # offset + limit must stay below it (§1.2)
+ANALYTICS_APP = "usage_pipeline"  # sent as ODS-API-Analytics-App: our calls show in `custom_attributes`
+CATALOG_PAGE = 100  # max `limit` of /records-like listings without group_by
+CATALOG_WINDOW = 10_000  # offset + limit must stay below it (docs/opendatasoft.md)
 REUSES_PAGE = 100
 DOWNLOAD_APIS = frozenset(
     {
-        "download_dataset",  # official rule, §1.3.2
-        "download_dataset_records",  # official rule, §1.3.2
-        "download_dataset_alternative_export",  # official rule, §1.3.2
-        "export_dataset",  # v2.x exports as counted by MEF; not confirmed (§1.3.2, §4)
+        "download_dataset",  # official rule (docs/opendatasoft.md, "`api` values and downloads")
+        "download_dataset_records",  # official rule
+        "download_dataset_alternative_export",  # official rule
+        "export_dataset",  # v2.x exports, as the Ministry of Economy counts them; unconfirmed
     }
 )
 KINDS = ("view", "download", "api")
@@ -100,7 +101,7 @@ class DailyUsage:
 
 
 def _quote(value: str) -> str:
-    """An ODSQL string literal (§1.3.4)."""
+    """An ODSQL string literal (docs/opendatasoft.md, "ODSQL used")."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -112,7 +113,7 @@ def _as_bool(value: Any) -> bool:
 
 
 def _dataset_ids(value: Any) -> list[str]:
-    """`dataset_id` is multivalued in ods-api-monitoring (a one-element list, §1.3.1) or a plain string."""
+    """`dataset_id` is multivalued in ods-api-monitoring (a one-element list) or a plain string."""
     values = value if isinstance(value, list) else [value]
     return [str(item) for item in values if item not in (None, "")]
 
@@ -213,7 +214,7 @@ class OdsPortal:
             "modified": default.get("modified"),
             "publisher": default.get("publisher"),
             "visibility": item.get("visibility"),
-            # data.gouv.fr's harvest remote_id of an ODS dataset (§3.2)
+            # data.gouv.fr's harvest remote_id of an ODS dataset (docs/harvest-twins.md)
             "explore_url": f"https://{self.public_domain}/explore/dataset/{dataset_id}/",
             "dcat_identifier": dcat.get("identifier"),
             "metas": {"default.title": default.get("title"), "default.modified": default.get("modified")},
@@ -244,7 +245,7 @@ class OdsPortal:
 
         Each row: ``dataset_id``, ``dataset_uid``, ``title``, ``modified``, ``publisher``, ``visibility``,
         ``explore_url``, ``dcat_identifier``, ``metas`` (``default.title``, ``default.modified``) and the
-        cumulative counters of ``metas.explore`` (§1.4) — ``download_count``, ``api_call_count``,
+        cumulative counters of ``metas.explore`` (docs/opendatasoft.md) — ``download_count``, ``api_call_count``,
         ``reuse_count``, ``popularity_score``, ``attachment_download_count``, ``file_field_download_count`` —
         None when the portal does not return them.
         """
@@ -253,7 +254,7 @@ class OdsPortal:
         if total >= CATALOG_WINDOW:
             raise self._error(
                 f"portal {self.name} lists {total} datasets: more than the {CATALOG_WINDOW} the catalog API pages "
-                "through (§1.2); use catalog/exports/json instead",
+                "through (see docs/opendatasoft.md, Catalog paging); use catalog/exports/json instead",
                 f"{self.url}{EXPLORE}/catalog/datasets",
                 None,
             )
@@ -286,8 +287,8 @@ class OdsPortal:
             if error.status == 403:
                 raise self._missing_analytics(error.url, error.status) from None
             if error.status == 401:
-                # A 401 on monitoring is either a refused key or a key without "Browse analytics" (WECA, §1.3):
-                # the catalog, which needs no permission, tells them apart.
+                # A 401 on monitoring is either a refused key or a key without "Browse analytics"
+                # (docs/opendatasoft.md, "Permission"): the catalog, which needs no permission, tells them apart.
                 try:
                     await self.client.get_json(
                         f"{self.url}{EXPLORE}/catalog/datasets", {"limit": 1}, headers=self._headers
@@ -300,7 +301,7 @@ class OdsPortal:
         if not isinstance(rows, list):
             raise self._error(
                 f"portal {self.name}: {url} did not answer a JSON array of rows", url, None
-            )  # exports/json is a bare array (§1.2)
+            )  # exports/json is a bare array
         return rows
 
     async def monitoring(self, since: dt.date, until: dt.date) -> tuple[list[DailyUsage], dt.date | None]:
@@ -308,7 +309,7 @@ class OdsPortal:
 
         Returns the rows (days without calls have no row) and the first day the portal's monitoring still holds
         (None when it holds nothing): when it is after ``since``, retention cut the start of the window and
-        the caller records the gap. Raises `MonitoringSkipped` without an API key (monitoring needs one, §1.3),
+        the caller records the gap. Raises `MonitoringSkipped` without an API key (monitoring needs one),
         `OwnPortalError` when the key is refused or lacks "Browse analytics".
         """
         if until < since:
@@ -341,11 +342,11 @@ class OdsPortal:
             sums: dict[tuple[str, dt.date, bool, bool], int] = defaultdict(int)
             for row in rows:
                 day = _day(row.get("day"))
-                if day is None or not since <= day <= until:  # re-filter dates client-side (BL, §1.3.4)
+                if day is None or not since <= day <= until:  # re-filter dates client-side, as Basel-Landschaft does
                     continue
                 is_download = str(row.get("api") or "") in DOWNLOAD_APIS
                 for dataset_id in _dataset_ids(row.get("dataset_id")):
-                    if dataset_id.startswith("ods-"):  # monitoring datasets, our own calls among them (§1.3.4)
+                    if dataset_id.startswith("ods-"):  # monitoring datasets, our own calls among them
                         continue
                     sums[dataset_id, day, _as_bool(row.get("bot")), is_download] += int(row.get("calls") or 0)
             return sums
@@ -370,7 +371,7 @@ class OdsPortal:
     async def reuses(self, dataset_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Approved reuses of these datasets, newest first, by dataset id; {} when the portal exposes none.
 
-        Reads ``/api/reuses/`` (undocumented, used by Opendatasoft's widgets, §1.5): ``{"nhits", "reuses"}`` pages
+        Reads ``/api/reuses/`` (undocumented, used by Opendatasoft's widgets): ``{"nhits", "reuses"}`` pages
         of ``rows`` from ``start``; a 404 means the portal has no reuses feature.
         """
         wanted = set(dataset_ids)

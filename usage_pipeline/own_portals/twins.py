@@ -1,4 +1,4 @@
-"""Link a data.gouv.fr dataset to its twin on the producer's own portal (own-portals.md, section 3).
+"""Link a data.gouv.fr dataset to its twin on the producer's own portal (facts and sources: docs/harvest-twins.md).
 
 Methods, in order: the harvest metadata data.gouv.fr keeps (`harvest`: `remote_id`, `remote_url`, `uri`,
 `dct_identifier` on the portal's `domain`), then a resource URL pointing at a dataset of the portal, then the
@@ -66,7 +66,7 @@ def find_twin(dataset: dict[str, Any], portal: OwnPortal, catalog: Iterable[Port
     by_key |= {key.lower(): value for key, value in by_key.items()}
     harvest = dataset.get("harvest") or {}
     if (harvest.get("domain") or "").lower() == portal.domain:
-        fields = ("remote_url", "uri", "dct_identifier", "remote_id")  # MEF's rule for Opendatasoft
+        fields = ("remote_url", "uri", "dct_identifier", "remote_id")  # the Ministry of Economy's rule for Opendatasoft
         if portal.kind == "ckan":
             fields = ("remote_id", "uri", "remote_url")  # the CKAN backend keeps the package id in remote_id
         for field in fields:

@@ -1,4 +1,4 @@
-"""The udata API v1 and the metrics API, as the pipeline uses them (shapes: udata-api.md)."""
+"""The udata API v1 and the metrics API, as the pipeline uses them (shapes: docs/udata-api.md, docs/metrics-api.md)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class Udata:
         return await self.client.get_json(f"{self.api}/organizations/{id_or_slug}/", fields=ORGANIZATION_FIELDS)
 
     async def organization_datasets(self, organization_id: str, fields: str = DATASET_FIELDS) -> list[dict]:
-        """The organization's public, live datasets (`/datasets/?organization=` hides deleted ones)."""
+        """The organization's listed datasets (`/datasets/?organization=` hides private, archived, deleted ones)."""
         return await self.client.collect(
             f"{self.api}/datasets/",
             {"organization": organization_id, "page_size": PAGE_SIZE},
