@@ -1,4 +1,4 @@
-"""The one Definitions of the project: raw snapshot -> SQL models -> publication, with their automation."""
+"""The one Definitions of the project: raw ingestion -> checks -> SQL models -> publication -> insights."""
 
 import warnings
 
@@ -9,47 +9,55 @@ from usage_pipeline.checks.freshness import build_freshness
 from usage_pipeline.checks.raw import raw_checks
 from usage_pipeline.checks.reporting import reporting_checks
 from usage_pipeline.ingest.assets import build_raw_snapshot_asset
+from usage_pipeline.ingest.events import community_events
 from usage_pipeline.ingest.partitions import dataset_date_partitions
+from usage_pipeline.ingest.reuse_link_checks import ReuseLinkChecker, reuse_link_checks
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
-from usage_pipeline.insights.alerts import build_alert_sensor
+from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
 from usage_pipeline.insights.assets import discussion_themes
-from usage_pipeline.insights.digest import build_digest_asset
-from usage_pipeline.insights.events import build_events_asset
-from usage_pipeline.insights.link_health import build_link_health_asset
+from usage_pipeline.insights.digest.asset import weekly_digest
 from usage_pipeline.models import build_model_asset, load_models
-from usage_pipeline.own_portals.assets import build_own_portals_asset
+from usage_pipeline.own_portals.assets import own_portal_snapshot
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.publish import PUBLISHED_KEY, QUALITY_DOCS, build_publish_asset
+from usage_pipeline.publish import build_publish_asset
 from usage_pipeline.settings import Settings
-from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, build_survey_asset
-from usage_pipeline.surveys.sensors import build_survey_sensor
-
-SURVEY_JOB_NAME = "survey_ingest"
+from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, survey_responses
+from usage_pipeline.surveys.sensors import SURVEY_JOB_NAME, survey_files
 
 # The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 
 
+def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, configured by ``settings``: the assets and sensors read paths and options from here."""
+    return {
+        "udata": UdataResource.from_settings(settings),
+        "warehouse": DuckDBResource(database=str(settings.paths.warehouse)),
+        "data_dir": settings.paths,
+        "link_checker": ReuseLinkChecker(enabled=settings.link_checks),
+        "alerts": DiscussionAlerts(webhook_url=settings.alert_webhook_url, answer_sla_days=settings.answer_sla_days),
+    }
+
+
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Assets, the daily job, its schedule, the discovery sensor and resources for ``settings``."""
+    """Assets, jobs, schedules, sensors and resources for ``settings``."""
     models = load_models()
-    docs = settings.published_dir / QUALITY_DOCS
     assets = [
         build_raw_snapshot_asset(
-            dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance), docs
+            dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance)
         ),
+        community_events,
+        reuse_link_checks,
+        survey_responses,
+        own_portal_snapshot,
         *(
-            build_model_asset(model, models, reporting_checks(model) if model.schema == "reporting" else [], docs)
+            build_model_asset(model, models, reporting_checks(model) if model.schema == "reporting" else [])
             for model in models
         ),
         discussion_themes,
-        build_events_asset(settings.data_dir / "events.csv"),
-        build_link_health_asset(enabled=settings.link_checks),
-        build_survey_asset(settings.data_dir / "surveys"),
-        build_own_portals_asset(settings.data_dir / "portals.yaml"),
-        build_publish_asset(models, settings.published_dir),
-        build_digest_asset(settings.published_dir, [PUBLISHED_KEY]),
+        build_publish_asset(models),
+        weekly_digest,
     ]
     freshness, freshness_schedule = build_freshness(settings.freshness_hour, TIMEZONE)
     daily_job = dg.define_asset_job(
@@ -70,15 +78,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[freshness],
         jobs=[daily_job, survey_job],
         schedules=[daily_refresh_schedule, freshness_schedule],
-        sensors=[
-            dataset_discovery_sensor,
-            build_alert_sensor(settings.published_dir, settings.alert_webhook_url, settings.answer_sla_days),
-            build_survey_sensor(settings.data_dir / "surveys", SURVEY_JOB_NAME),
-        ],
-        resources={
-            "udata": UdataResource.from_settings(settings),
-            "warehouse": DuckDBResource(database=str(settings.warehouse_path)),
-        },
+        sensors=[dataset_discovery_sensor, discussion_alerts, survey_files],
+        resources=build_resources(settings),
     )
 
 

@@ -12,10 +12,11 @@ from dagster_duckdb import DuckDBResource
 from sqlglot import exp
 
 from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, run_check, validator_for
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.python_tables import PYTHON_TABLE_ASSETS
-from usage_pipeline.warehouse import Column, comment_table, table_schema
+from usage_pipeline.warehouse import Column, comment_table, table_schema, transaction
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 QUALITY_RESULTS = "quality.check_results"
@@ -99,8 +100,7 @@ def load_models(sql_dir: Path = SQL_DIR) -> list[SqlModel]:
 
 def materialize_model(conn: duckdb.DuckDBPyConnection, model: SqlModel) -> int:
     """(Re)build the model's table in one transaction, documented in the catalog; returns its row count."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")
         conn.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
         actual = [row[0] for row in conn.execute(f"DESCRIBE {model.table}").fetchall()]
@@ -109,12 +109,7 @@ def materialize_model(conn: duckdb.DuckDBPyConnection, model: SqlModel) -> int:
                 f"{model.path}: the select returns columns {actual} but the header documents {list(model.columns)}"
             )
         comment_model(conn, model, model.table)
-        rows = conn.execute(f"SELECT count(*) FROM {model.table}").fetchone()[0]
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
+        return conn.execute(f"SELECT count(*) FROM {model.table}").fetchone()[0]
 
 
 def comment_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, table: str) -> None:
@@ -137,9 +132,7 @@ def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
     )
 
 
-def build_model_asset(
-    model: SqlModel, all_models: list[SqlModel], checks: list[Check], quality_docs: Path
-) -> dg.AssetsDefinition:
+def build_model_asset(model: SqlModel, all_models: list[SqlModel], checks: list[Check]) -> dg.AssetsDefinition:
     """The asset that rebuilds one model table from its upstream tables, then runs its checks."""
     by_table = producers(all_models)
     deps = sorted(
@@ -163,7 +156,7 @@ def build_model_asset(
             for check in checks
         ],
     )
-    def _model(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def _model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
         scope = RunScope(context.run_id, run_date(context.run.tags) or dt.date.today())
         validator = validator_for(context.run_id)
         with warehouse.get_connection() as conn:
@@ -175,7 +168,7 @@ def build_model_asset(
             if not outcome.passed:
                 context.log.warning(outcome.summary())
         if not all(outcome.passed for outcome in outcomes):
-            validator.build_data_docs(quality_docs)  # publication may not happen this run
+            validator.build_data_docs(data_dir.quality_docs)  # publication may not happen this run
         yield dg.MaterializeResult(metadata={"dagster/row_count": rows})
         for outcome in outcomes:
             yield outcome.result(model.asset_key)

@@ -4,8 +4,7 @@ The copy is built in a temporary file beside the published one, then `os.replace
 holding the old file keeps reading the old state, new readers get the new one, nobody waits for anybody.
 """
 
-import os
-import uuid
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -13,24 +12,27 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.checks.validation import validator_for
+from usage_pipeline.data_dir import DataDir
+from usage_pipeline.files import staged
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
 from usage_pipeline.models import SqlModel, comment_model
 from usage_pipeline.warehouse import sql_string
 
 PUBLISHED_SCHEMA = "reporting"
 PUBLISHED_KEY = dg.AssetKey(["published", "usage"])
-QUALITY_DOCS = "quality"  # Great Expectations Data Docs of the run's validations, under the published folder
 
 
 def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_dir: Path) -> dict[str, int]:
-    """Copy the ``models`` tables to ``published_dir``/usage.duckdb and parquet/; returns rows per table."""
+    """Copy the ``models`` tables to ``published_dir``/usage.duckdb and parquet/; returns rows per table.
+
+    Every file is built beside its published version first; they replace the published ones only once all are
+    complete (`files.staged`), so a failure leaves the previous publication whole.
+    """
     parquet_dir = published_dir / "parquet"
     parquet_dir.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:12]
-    database = published_dir / f".usage.duckdb.{token}.tmp"
-    staged_parquet: list[tuple[Path, Path]] = []
     rows: dict[str, int] = {}
-    try:
+    with ExitStack() as files:
+        database = files.enter_context(staged(published_dir / "usage.duckdb"))
         conn.execute(f"ATTACH {sql_string(str(database))} AS publication")
         try:
             conn.execute(f"CREATE SCHEMA publication.{PUBLISHED_SCHEMA}")
@@ -39,18 +41,11 @@ def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_d
                 conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {model.table}")
                 comment_model(conn, model, target)
                 rows[model.name] = conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-                parquet = parquet_dir / f".{model.name}.{token}.tmp"
+                parquet = files.enter_context(staged(parquet_dir / f"{model.name}.parquet"))
                 conn.execute(f"COPY {model.table} TO {sql_string(str(parquet))} (FORMAT parquet)")
-                staged_parquet.append((parquet, parquet_dir / f"{model.name}.parquet"))
             conn.execute("CHECKPOINT publication")
         finally:
             conn.execute("DETACH publication")
-        os.replace(database, published_dir / "usage.duckdb")
-        for staged, final in staged_parquet:
-            os.replace(staged, final)
-    finally:
-        for leftover in [database, *(staged for staged, _ in staged_parquet)]:
-            leftover.unlink(missing_ok=True)
     return rows
 
 
@@ -76,7 +71,7 @@ def failing_reporting_checks(conn: duckdb.DuckDBPyConnection, assets: list[str])
     return [f"{check_name} on {asset} (run {run_id})" for asset, check_name, run_id in rows]
 
 
-def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.AssetsDefinition:
+def build_publish_asset(models: list[SqlModel]) -> dg.AssetsDefinition:
     """The asset publishing every reporting model for BI tools."""
     reporting = [model for model in models if model.schema == PUBLISHED_SCHEMA]
 
@@ -87,23 +82,25 @@ def build_publish_asset(models: list[SqlModel], published_dir: Path) -> dg.Asset
         pool=WAREHOUSE_POOL,
         kinds={"duckdb", "parquet"},
         description=(
-            f"The reporting tables for BI tools: {published_dir}/usage.duckdb (schema reporting, tables and "
-            f"columns described in the catalog) and {published_dir}/parquet/<table>.parquet, replaced atomically; "
-            f"the Data Docs of the run's quality checks in {published_dir}/{QUALITY_DOCS}/."
+            "The reporting tables for BI tools: $USAGE_DATA_DIR/published/usage.duckdb (schema reporting, tables and "
+            "columns described in the catalog) and published/parquet/<table>.parquet, replaced atomically; the Data "
+            "Docs of the run's quality checks in published/quality/."
         ),
     )
-    def published_usage(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def published_usage(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir
+    ) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn:
             failing = failing_reporting_checks(conn, [model.asset_key.to_user_string() for model in reporting])
             if failing:
                 raise PublicationRefused(
                     "nothing published: the latest evaluation of these blocking checks failed: " + "; ".join(failing)
                 )
-            rows = publish(conn, reporting, published_dir)
-        validator_for(context.run_id).build_data_docs(published_dir / QUALITY_DOCS)
-        context.log.info(f"published {len(rows)} tables to {published_dir}")
+            rows = publish(conn, reporting, data_dir.published)
+        validator_for(context.run_id).build_data_docs(data_dir.quality_docs)
+        context.log.info(f"published {len(rows)} tables to {data_dir.published}")
         return dg.MaterializeResult(
-            metadata={"rows": dg.MetadataValue.json(rows), "path": dg.MetadataValue.path(str(published_dir))}
+            metadata={"rows": dg.MetadataValue.json(rows), "path": dg.MetadataValue.path(str(data_dir.published))}
         )
 
     return published_usage

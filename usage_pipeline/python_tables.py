@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from usage_pipeline.ingest.events import EVENTS_KEY, EVENTS_TABLE
+from usage_pipeline.ingest.reuse_link_checks import LINK_CHECKS_KEY, LINK_CHECKS_TABLE
 from usage_pipeline.insights.assets import DISCUSSION_THEMES_KEY, DISCUSSION_THEMES_TABLE
-from usage_pipeline.insights.events import EVENTS_KEY, EVENTS_TABLE
-from usage_pipeline.insights.link_health import LINK_CHECKS_KEY, LINK_CHECKS_TABLE
 from usage_pipeline.own_portals.assets import OWN_PORTALS_KEY
 from usage_pipeline.own_portals.assets import TABLES as OWN_PORTAL_TABLES
 from usage_pipeline.surveys.assets import SURVEY_TABLE_ASSETS

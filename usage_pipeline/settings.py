@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from usage_pipeline.data_dir import DataDir
+
 
 class SettingsError(ValueError):
     """A USAGE_* variable holds a value the pipeline cannot use."""
@@ -34,6 +36,11 @@ def _bounded_int(name: str, raw: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise SettingsError(f"{name}={raw!r} must be between {low} and {high}")
     return value
+
+
+def absolute(path: str | Path) -> Path:
+    """``path`` as an absolute path (``~`` expanded, relative to the current working directory)."""
+    return Path(path).expanduser().resolve()
 
 
 def _flag(name: str, raw: str) -> bool:
@@ -64,15 +71,14 @@ class Settings:
     answer_sla_days: int = 7
     link_checks: bool = True
 
-    @property
-    def warehouse_path(self) -> Path:
-        """The working DuckDB database, written by the pipeline only."""
-        return self.data_dir / "warehouse.duckdb"
+    def __post_init__(self) -> None:
+        # Resolved once, here: Dagster, Great Expectations and the demo may run from another working directory.
+        object.__setattr__(self, "data_dir", absolute(self.data_dir))
 
     @property
-    def published_dir(self) -> Path:
-        """The copy BI tools read: usage.duckdb and parquet/."""
-        return self.data_dir / "published"
+    def paths(self) -> DataDir:
+        """Every file under ``data_dir``, as the resource the assets use."""
+        return DataDir(path=str(self.data_dir))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:

@@ -7,7 +7,8 @@ the published copy instead (publish.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
@@ -124,6 +125,28 @@ CHECK_RESULTS_COLUMNS = {
 }
 
 
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything the block executes on ``conn`` commits together, or not at all."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def registered(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[str]:
+    """``frame`` readable as the view ``name`` during the block."""
+    conn.register(name, frame.to_arrow())
+    try:
+        yield name
+    finally:
+        conn.unregister(name)
+
+
 def comment_table(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
     """Put a table's and its columns' descriptions in the DuckDB catalog (BI tools show them)."""
     conn.execute(f"COMMENT ON TABLE {table} IS {sql_string(description)}")
@@ -169,11 +192,8 @@ def incoming(table: RawTable) -> str:
 def stage_incoming(conn: duckdb.DuckDBPyConnection, table: RawTable, rows: pl.DataFrame) -> None:
     """Load the run's rows into the temporary table ``incoming(table)``, typed like the raw table."""
     columns = ", ".join(f"{name}::{column.type} AS {name}" for name, column in table.columns.items())
-    conn.register("incoming_rows", rows.select(list(table.columns)).to_arrow())
-    try:
+    with registered(conn, "incoming_rows", rows.select(list(table.columns))):
         conn.execute(f"CREATE OR REPLACE TEMP TABLE {incoming(table)} AS SELECT {columns} FROM incoming_rows")
-    finally:
-        conn.unregister("incoming_rows")
 
 
 def accept_incoming(
@@ -206,16 +226,13 @@ def accept_incoming(
     if key != "dataset_id" or not rejected:
         return accepted, 0
     checks = pl.DataFrame({"dataset_id": list(rejected), "failed_checks": list(rejected.values())})
-    conn.register("rejected_datasets", checks.to_arrow())
-    try:
+    with registered(conn, "rejected_datasets", checks):
         quarantined = conn.execute(
             f"INSERT INTO quarantine.{table.name} SELECT {', '.join(f'incoming.{c}' for c in table.columns)}, "
             f"?, now(), rejected.failed_checks FROM {source} AS incoming JOIN rejected_datasets AS rejected "
             "USING (dataset_id)",
             [run_id],
         ).fetchone()[0]
-    finally:
-        conn.unregister("rejected_datasets")
     return accepted, quarantined
 
 

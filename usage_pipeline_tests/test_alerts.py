@@ -13,6 +13,7 @@ import duckdb
 import httpx
 import pytest
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.insights.alerts import (
     MAX_LINES,
     USER_AGENT,
@@ -20,7 +21,8 @@ from usage_pipeline.insights.alerts import (
     Awaiting,
     CursorState,
     Discussion,
-    build_alert_sensor,
+    DiscussionAlerts,
+    discussion_alerts,
     format_message,
     pending_alerts,
     post,
@@ -169,22 +171,28 @@ def published_dir(tmp_path: Path) -> Path:
     return tmp_path / "published"
 
 
-def tick(
-    sensor: dg.SensorDefinition, cursor: str | None, instance: dg.DagsterInstance
-) -> tuple[str | None, str | None]:
+def alert_resources(published_dir: Path, webhook_url: str | None) -> dict:
+    """The sensor's resources: the data folder holding ``published_dir``, and the webhook."""
+    return {
+        "data_dir": DataDir(path=str(published_dir.parent)),
+        "alerts": DiscussionAlerts(webhook_url=webhook_url, answer_sla_days=SLA_DAYS),
+    }
+
+
+def tick(resources: dict, cursor: str | None, instance: dg.DagsterInstance) -> tuple[str | None, str | None]:
     """Evaluate the sensor as the daemon does; return the cursor to carry over and the skip message."""
-    context = dg.build_sensor_context(cursor=cursor, instance=instance)
-    data = sensor.evaluate_tick(context)
+    context = dg.build_sensor_context(cursor=cursor, instance=instance, resources=resources)
+    data = discussion_alerts.evaluate_tick(context)
     assert data.run_requests == []
     return data.cursor, data.skip_message
 
 
 def test_the_sensor_is_what_the_daemon_expects(published_dir: Path) -> None:
-    sensor = build_alert_sensor(published_dir, "http://127.0.0.1:9/hook", SLA_DAYS)
-    assert sensor.name == "discussion_alerts"
-    assert sensor.minimum_interval_seconds == 300
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    dg.Definitions(sensors=[sensor]).get_repository_def().get_sensor_def("discussion_alerts")
+    assert discussion_alerts.name == "discussion_alerts"
+    assert discussion_alerts.minimum_interval_seconds == 300
+    assert discussion_alerts.default_status == dg.DefaultSensorStatus.RUNNING
+    definitions = dg.Definitions(sensors=[discussion_alerts], resources=alert_resources(published_dir, None))
+    definitions.get_repository_def().get_sensor_def("discussion_alerts")
 
 
 def test_baseline_then_new_then_sla_then_restart(
@@ -192,9 +200,9 @@ def test_baseline_then_new_then_sla_then_restart(
 ) -> None:
     # d1 already waits 10 days (over the SLA), d2 waits 7 days (not over: waiting_days > sla_days is the rule).
     publish(published_dir, [D1, D2], {"d1": 10, "d2": SLA_DAYS})
-    sensor = build_alert_sensor(published_dir, receiver.url, SLA_DAYS)
+    resources = alert_resources(published_dir, receiver.url)
 
-    cursor, message = tick(sensor, None, dagster_instance)
+    cursor, message = tick(resources, None, dagster_instance)
     assert len(receiver.bodies) == 1, "baseline: one grouped message"
     text = receiver.texts[0]
     assert "New discussions" not in text, "existing discussions are a baseline, not new"
@@ -204,13 +212,13 @@ def test_baseline_then_new_then_sla_then_restart(
     assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2"], "sla": ["d1"]}
     assert "sent one message" in message and SECRET not in message
 
-    cursor, message = tick(sensor, cursor, dagster_instance)
+    cursor, message = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 1, "nothing new: no message"
     assert "nothing new" in message
 
     # A new discussion arrives with the next publication.
     publish(published_dir, [D1, D2, D3], {"d1": 11, "d2": SLA_DAYS, "d3": 1})
-    cursor, _ = tick(sensor, cursor, dagster_instance)
+    cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 2
     text = receiver.texts[1]
     assert "1 new" in text and "over" not in text.split("\n")[0]
@@ -219,21 +227,21 @@ def test_baseline_then_new_then_sla_then_restart(
     assert "Fichier introuvable" not in text and "Mise à jour" not in text
     assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2", "d3"], "sla": ["d1"]}
 
-    cursor, _ = tick(sensor, cursor, dagster_instance)
+    cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 2, "the new discussion is not announced twice"
 
     # d2 crosses the SLA.
     publish(published_dir, [D1, D2, D3], {"d1": 12, "d2": SLA_DAYS + 1, "d3": 2})
-    cursor, _ = tick(sensor, cursor, dagster_instance)
+    cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 3
     text = receiver.texts[2]
     assert "Mise à jour" in text and f"**{SLA_DAYS + 1} days**" in text and "freshness" in text
     assert "Fichier introuvable" not in text and "Colonne vide" not in text
-    cursor, _ = tick(sensor, cursor, dagster_instance)
+    cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 3, "the SLA alert is not repeated"
 
-    # Restart: a sensor built again, carrying the saved cursor, sends nothing.
-    restarted = build_alert_sensor(published_dir, receiver.url, SLA_DAYS)
+    # Restart: the sensor evaluated again, carrying the saved cursor, sends nothing.
+    restarted = alert_resources(published_dir, receiver.url)
     again, _ = tick(restarted, cursor, dagster_instance)
     assert len(receiver.bodies) == 3
     assert again == cursor
@@ -243,33 +251,33 @@ def test_failing_webhook_keeps_alerts_pending(
     receiver: Receiver, dagster_instance: dg.DagsterInstance, published_dir: Path
 ) -> None:
     publish(published_dir, [D1], {})
-    sensor = build_alert_sensor(published_dir, receiver.url, SLA_DAYS)
-    cursor, _ = tick(sensor, None, dagster_instance)
+    resources = alert_resources(published_dir, receiver.url)
+    cursor, _ = tick(resources, None, dagster_instance)
     assert receiver.bodies == [], "a quiet baseline: nothing over the SLA, nothing new"
 
     publish(published_dir, [D1, D3], {"d1": SLA_DAYS + 3, "d3": 0})
     receiver.fail_next = 2
     for _ in range(2):
-        failed_cursor, message = tick(sensor, cursor, dagster_instance)  # must not raise
+        failed_cursor, message = tick(resources, cursor, dagster_instance)  # must not raise
         assert "HTTP 500" in message and "not sent" in message
         assert SECRET not in message, "the webhook URL is a secret"
         assert failed_cursor == cursor, "nothing recorded as sent"
     assert receiver.failed == 2 and receiver.bodies == []
 
-    cursor, message = tick(sensor, failed_cursor, dagster_instance)
+    cursor, message = tick(resources, failed_cursor, dagster_instance)
     assert len(receiver.bodies) == 1
     text = receiver.texts[0]
     assert "Colonne vide dans le CSV" in text and "Fichier introuvable" in text
     assert "1 new" in text and "1 waiting" in text
     assert json.loads(cursor) == {"v": 1, "new": ["d1", "d3"], "sla": ["d1"]}
-    tick(sensor, cursor, dagster_instance)
+    tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 1
 
 
 def test_unreachable_webhook_does_not_raise(dagster_instance: dg.DagsterInstance, published_dir: Path) -> None:
     publish(published_dir, [D1], {"d1": 30})
-    sensor = build_alert_sensor(published_dir, f"http://127.0.0.1:9/{SECRET}", SLA_DAYS)  # discard port
-    cursor, message = tick(sensor, None, dagster_instance)
+    resources = alert_resources(published_dir, f"http://127.0.0.1:9/{SECRET}")  # discard port
+    cursor, message = tick(resources, None, dagster_instance)
     assert "unreachable" in message and "127.0.0.1:9" in message and SECRET not in message
     assert json.loads(cursor) == {"v": 1, "new": ["d1"], "sla": []}, "baseline kept, SLA alert still pending"
 
@@ -278,26 +286,26 @@ def test_baseline_failure_does_not_turn_into_new_alerts(
     receiver: Receiver, dagster_instance: dg.DagsterInstance, published_dir: Path
 ) -> None:
     publish(published_dir, [D1, D2], {"d1": 30})
-    sensor = build_alert_sensor(published_dir, receiver.url, SLA_DAYS)
+    resources = alert_resources(published_dir, receiver.url)
     receiver.fail_next = 1
-    cursor, _ = tick(sensor, None, dagster_instance)
-    cursor, _ = tick(sensor, cursor, dagster_instance)
+    cursor, _ = tick(resources, None, dagster_instance)
+    cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 1
     assert "New discussions" not in receiver.texts[0] and "Fichier introuvable" in receiver.texts[0]
 
 
 def test_no_webhook_skips(receiver: Receiver, dagster_instance: dg.DagsterInstance, published_dir: Path) -> None:
     publish(published_dir, [D1], {"d1": 30})
-    cursor, message = tick(build_alert_sensor(published_dir, None, SLA_DAYS), None, dagster_instance)
+    cursor, message = tick(alert_resources(published_dir, None), None, dagster_instance)
     assert cursor is None
     assert "no webhook configured" in message and "USAGE_ALERT_WEBHOOK_URL" in message
     saved = CursorState(new=frozenset({"d1"})).to_cursor()
-    assert tick(build_alert_sensor(published_dir, "", SLA_DAYS), saved, dagster_instance)[0] == saved
+    assert tick(alert_resources(published_dir, ""), saved, dagster_instance)[0] == saved
     assert receiver.bodies == []
 
 
 def test_nothing_published_skips(receiver: Receiver, dagster_instance: dg.DagsterInstance, published_dir: Path) -> None:
-    cursor, message = tick(build_alert_sensor(published_dir, receiver.url, SLA_DAYS), None, dagster_instance)
+    cursor, message = tick(alert_resources(published_dir, receiver.url), None, dagster_instance)
     assert cursor is None
     assert "nothing published yet" in message and "usage.duckdb" in message
     assert receiver.bodies == []

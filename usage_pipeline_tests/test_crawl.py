@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_pipeline.ingest.crawl import Crawl, crawl, discover, month_start, validate_partition_key
+from usage_pipeline.dates import month_key
+from usage_pipeline.ingest.crawl import Crawl, crawl, discover, validate_partition_key
 from usage_pipeline.portal.client import PortalClient, PortalError
 from usage_pipeline.portal.udata import Udata, is_object_id
 
@@ -171,7 +172,7 @@ def rows_of(portal: FakePortal, key: str, since: str = "") -> list[dict[str, Any
     return [row for row in portal.metrics if row["dataset_id"] == key and row["metric_month"] >= since]
 
 
-# --- month_start and partition keys -------------------------------------------------------------------------
+# --- month_key and partition keys -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -185,8 +186,8 @@ def rows_of(portal: FakePortal, key: str, since: str = "") -> list[dict[str, Any
         (dt.date(2026, 1, 1), 25, "2023-12"),
     ],
 )
-def test_month_start(date: dt.date, months_back: int, expected: str) -> None:
-    assert month_start(date, months_back) == expected
+def test_month_key(date: dt.date, months_back: int, expected: str) -> None:
+    assert month_key(date, months_back) == expected
 
 
 @pytest.mark.parametrize("key", [D1, "my-dataset-slug", "a"])

@@ -10,8 +10,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from usage_pipeline.data_dir import DataDir
+from usage_pipeline.dates import month_key
 from usage_pipeline.ingest.partitions import day_range_tags
-from usage_pipeline.insights import digest
+from usage_pipeline.insights.digest import asset, figures, formatting, queries
 
 REPORT_DATE = dt.date(2026, 11, 20)  # a Friday of ISO week 2026-W47
 PORTAL = "https://www.data.gouv.fr/fr"
@@ -362,8 +364,8 @@ def published(tmp_path: Path) -> Path:
 
 def _context(published: Path, organization_id: str = "org-a") -> dict:
     with duckdb.connect(str(published), read_only=True) as conn:
-        organization = next(org for org in digest.load_organizations(conn) if org.id == organization_id)
-        return digest.build_context(digest.load_inputs(conn, organization, REPORT_DATE), REPORT_DATE)
+        organization = next(org for org in queries.load_organizations(conn) if org.id == organization_id)
+        return figures.build_context(queries.load_inputs(conn, organization, REPORT_DATE), REPORT_DATE)
 
 
 def _section(html: str, name: str) -> str:
@@ -406,7 +408,7 @@ class _Balance(HTMLParser):
 
 def test_files_per_organization_and_iso_week(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    paths = digest.write_digests(published, reports, REPORT_DATE)
+    paths = asset.write_digests(published, reports, REPORT_DATE)
     assert {path.name for path in paths} == {
         "ville-de-test-2026-W47.html",
         "ville-de-test-2026-W47.md",
@@ -417,7 +419,7 @@ def test_files_per_organization_and_iso_week(published: Path, tmp_path: Path) ->
         "region-exemple-2026-W47-daily.svg",  # no monthly figures for this one: no monthly chart
     }
     assert sorted(path.name for path in reports.iterdir()) == sorted(path.name for path in paths)
-    assert digest.week_label(dt.date(2027, 1, 1)) == "2026-W53"  # the ISO year, not the calendar year
+    assert formatting.week_label(dt.date(2027, 1, 1)) == "2026-W53"  # the ISO year, not the calendar year
 
 
 def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> None:
@@ -432,7 +434,7 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
     assert headline["open_questions"] == {"value": 2, "oldest_days": 50}
     assert context["as_of"] == REPORT_DATE
 
-    digest.write_digests(published, tmp_path / "reports", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "reports", REPORT_DATE)
     markdown = (tmp_path / "reports" / "ville-de-test-2026-W47.md").read_text()
     assert "**Views, last 7 days:** 175, +70 (+67%) vs the 7 days before" in markdown
     html = (tmp_path / "reports" / "ville-de-test-2026-W47.html").read_text()
@@ -448,9 +450,9 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
 
 def test_not_enough_history_in_the_first_week(published: Path) -> None:
     with duckdb.connect(str(published), read_only=True) as conn:
-        organization = digest.load_organizations(conn)[0]
+        organization = queries.load_organizations(conn)[0]
         day = dt.date(2026, 11, 9)
-        views = digest.build_context(digest.load_inputs(conn, organization, day), day)["headline"]["views"]
+        views = figures.build_context(queries.load_inputs(conn, organization, day), day)["headline"]["views"]
     assert views["value"] == 30 + 15  # 7, 8 and 9 Nov
     assert views["partial_since"] == dt.date(2026, 11, 6)
     assert views["change"]["text"] == "not enough history yet to compare"
@@ -462,7 +464,7 @@ def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None
     assert top_views == [("ds-a1", 140, "+70 (+100%)"), ("ds-a2", 35, "no change")]
     assert [(row["dataset_id"], row["downloads"]) for row in context["top_downloads"]] == [("ds-a2", 28), ("ds-a1", 21)]
 
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     viewed = markdown.split("### Most viewed")[1].split("### Most downloaded")[0]
     first_row = next(line for line in viewed.splitlines() if line.startswith("| ["))
@@ -470,7 +472,7 @@ def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None
 
 
 def test_discussions_oldest_first_with_links(published: Path, tmp_path: Path) -> None:
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = (tmp_path / "ville-de-test-2026-W47.html").read_text()
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for text in (html, markdown):
@@ -489,7 +491,7 @@ def test_new_reuses_only(published: Path, tmp_path: Path) -> None:
         ("r-new", ["Population"]),
         ("r-evil", [BUDGET_TITLE]),
     ]
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuses")
     assert f'<a href="{PORTAL}/reuses/new/">Carte de la population</a>' in html
     assert 'href="https://example.org/carte"' in html and "visualization" in html and "by Open Asso" in html
@@ -513,7 +515,7 @@ def test_themes_and_answers(published: Path, tmp_path: Path) -> None:
     assert (answers["opened"], answers["answered"], answers["share"]) == (8, 4, 0.5)
     assert answers["median_days"] == pytest.approx(2.75)  # 1.5 x2 and 4.0 x2
     assert answers["kpi_days"] == pytest.approx(2.75)
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     assert "| November 2026 | October 2026 |" in markdown
     assert re.search(r"\| \*\*freshness\*\*: .* \| 3 \| 0 \|", markdown)
@@ -522,7 +524,7 @@ def test_themes_and_answers(published: Path, tmp_path: Path) -> None:
 
 
 def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_path: Path) -> None:
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     for name in ("ville-de-test-2026-W47.html", "region-exemple-2026-W47.html"):
         html = (tmp_path / name).read_text()
         parser = _Balance()
@@ -544,7 +546,7 @@ def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_pat
 
 
 def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> None:
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for chart in ("monthly", "daily"):
         path = tmp_path / f"ville-de-test-2026-W47-{chart}.svg"
@@ -561,20 +563,20 @@ def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> Non
 
 def test_a_second_run_replaces_the_files(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    first = digest.write_digests(published, reports, REPORT_DATE)
+    first = asset.write_digests(published, reports, REPORT_DATE)
     before = {path.name: path.read_bytes() for path in reports.iterdir()}
-    second = digest.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1))  # same ISO week
+    second = asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1))  # same ISO week
     assert [path.name for path in second] == [path.name for path in first]
     after = {path.name: path.read_bytes() for path in reports.iterdir()}
     assert sorted(after) == sorted(before)  # replaced, not duplicated; no temporary file left
     assert not [name for name in after if name.startswith(".") or name.endswith(".tmp")]
     assert after["ville-de-test-2026-W47.md"] != before["ville-de-test-2026-W47.md"]
-    assert digest.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1)) == second
+    assert asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1)) == second
     assert {path.name: path.read_bytes() for path in reports.iterdir()} == after  # same figures, same bytes
 
 
 def test_pure_helpers() -> None:
-    gains = digest.daily_gains(
+    gains = figures.daily_gains(
         [
             {"dataset_id": "d", "date": dt.date(2026, 11, 1), "views_delta": None, "downloads_delta": None},
             {
@@ -587,38 +589,42 @@ def test_pure_helpers() -> None:
         ]
     )
     assert gains["d"] == {dt.date(2026, 11, day): (10.0, 1.0) for day in (2, 3, 4)}
-    assert digest.window_sum(gains["d"], dt.date(2026, 11, 3), dt.date(2026, 11, 9)) == (20, 2)
-    assert digest.change(12, 0)["short"] == "+12 (none before)"
-    assert digest.change(8, 10)["short"] == "−2 (−20%)"
-    assert digest.month_of(dt.date(2026, 1, 15), 2) == "2025-11"
-    assert digest.safe_url("javascript:alert(1)") is None and digest.safe_url(" https://x.fr/a ") == "https://x.fr/a"
-    assert digest.md_text("a|b [c](d) <e> &lt;") == r"a\|b \[c\]\(d\) \<e\> \&lt;"
-    assert digest.portal_base("https://demo.data.gouv.fr/fr/datasets/x/") == "https://demo.data.gouv.fr"
-    assert digest.portal_base("javascript:alert(1)") == digest.portal_base(None) == "https://www.data.gouv.fr"
-    assert digest.profile_url("https://p.fr", "organization", "a b") == "https://p.fr/organizations/a%20b"
+    assert figures.window_sum(gains["d"], dt.date(2026, 11, 3), dt.date(2026, 11, 9)) == (20, 2)
+    assert figures.change(12, 0)["short"] == "+12 (none before)"
+    assert figures.change(8, 10)["short"] == "−2 (−20%)"
+    assert month_key(dt.date(2026, 1, 15), 2) == "2025-11"
     assert (
-        digest.profile_url("https://p.fr", "user", " ") is None
-        and digest.profile_url("https://p.fr", None, "x") is None
+        formatting.safe_url("javascript:alert(1)") is None
+        and formatting.safe_url(" https://x.fr/a ") == "https://x.fr/a"
     )
-    assert digest.shorten("un  deux\ntrois quatre", 12) == "un deux…" and digest.shorten(None, 5) == ""
-    assert digest.local_day(dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 21)
-    assert digest.window_figure(None, 5, 0, 3) == {"before": None, "after": 5, "change": None}
-    assert digest.window_figure(10, 15, 14, 14)["change"]["short"] == "+5 (+50%)"
-    assert digest.percent(0.755) == "76%" and digest.percent(None) == "—"
+    assert formatting.md_text("a|b [c](d) <e> &lt;") == r"a\|b \[c\]\(d\) \<e\> \&lt;"
+    assert figures.portal_base("https://demo.data.gouv.fr/fr/datasets/x/") == "https://demo.data.gouv.fr"
+    assert figures.portal_base("javascript:alert(1)") == figures.portal_base(None) == "https://www.data.gouv.fr"
+    assert figures.profile_url("https://p.fr", "organization", "a b") == "https://p.fr/organizations/a%20b"
+    assert (
+        figures.profile_url("https://p.fr", "user", " ") is None
+        and figures.profile_url("https://p.fr", None, "x") is None
+    )
+    assert formatting.shorten("un  deux\ntrois quatre", 12) == "un deux…" and formatting.shorten(None, 5) == ""
+    assert figures.local_day(dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 21)
+    assert figures.window_figure(None, 5, 0, 3) == {"before": None, "after": 5, "change": None}
+    assert figures.window_figure(10, 15, 14, 14)["change"]["short"] == "+5 (+50%)"
+    assert formatting.percent(0.755) == "76%" and formatting.percent(None) == "—"
 
 
 def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
     published_dir = tmp_path / "published"
     published_dir.mkdir()
     published.rename(published_dir / "usage.duckdb")
-    asset = digest.build_digest_asset(published_dir, [dg.AssetKey(["published", "usage"])])
-    spec = asset.specs_by_key[digest.DIGEST_KEY]
+    digest_asset = asset.weekly_digest
+    spec = digest_asset.specs_by_key[asset.DIGEST_KEY]
     assert spec.group_name == "published" and spec.description and set(spec.kinds) == {"python", "html"}
-    assert asset.partitions_def is None
-    assert dg.AssetKey(["published", "usage"]) in asset.asset_deps[digest.DIGEST_KEY]
+    assert digest_asset.partitions_def is None
+    assert dg.AssetKey(["published", "usage"]) in digest_asset.asset_deps[asset.DIGEST_KEY]
     result = dg.materialize(
-        [asset],
+        [digest_asset],
         tags=day_range_tags(["ds-a1"], REPORT_DATE),
+        resources={"data_dir": DataDir(path=str(tmp_path))},
     )
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
@@ -638,7 +644,7 @@ def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
     assert [(reuse["reuse_id"], reuse["removed_date"]) for reuse in problems["removed"]] == [
         ("r-gone", dt.date(2026, 11, 17))
     ]
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuse-links")
     assert f'<a href="{PORTAL}/reuses/old/">Ancienne</a>' in html and "news article" in html
     assert '<a class="url" href="https://example.org/old?a=1&amp;b=2">https://example.org/old?a=1&amp;b=2</a>' in html
@@ -670,7 +676,7 @@ def test_survey_results(published: Path, tmp_path: Path) -> None:
     assert surveys["needs_total"] == 13
     assert (surveys["responses"], surveys["last_response"]) == (16, dt.date(2026, 11, 21))  # "Trop tard" included
     needs = [(need["text"], need["theme"], need["submitted"]) for need in surveys["needs"]]
-    assert len(needs) == digest.SURVEY_NEEDS
+    assert len(needs) == figures.SURVEY_NEEDS
     assert needs[0] == ("Il manque 2024 <b>vite</b> & bien", "freshness", dt.date(2026, 11, 18))
     assert needs[1:3] == [
         ("Besoin 10", "reliability", dt.date(2026, 11, 15)),
@@ -678,7 +684,7 @@ def test_survey_results(published: Path, tmp_path: Path) -> None:
     ]
     assert not {"Trop tard", "Documentation des colonnes", "Besoin de la région"} & {need[0] for need in needs}
 
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "surveys")
     assert re.search(
         r">Population</a></td>\s*<td class=\"num\">11</td>\s*<td class=\"num\">4.0 / 5</td>\s*"
@@ -703,11 +709,11 @@ def test_community_events(published: Path, tmp_path: Path) -> None:
         (dt.date(2026, 11, 5), "Atelier <données> & budget", None),
     ]  # neither the webinar of August (over 90 days ago) nor the coming hackathon, nor org B's
     budget, population = events[1]["rows"]
-    assert budget["views"] == {"before": 100, "after": 250, "change": digest.change(250, 100)}
+    assert budget["views"] == {"before": 100, "after": 250, "change": figures.change(250, 100)}
     assert population["views"] == {"before": None, "after": 60, "change": None}  # no snapshot before
     assert events[0]["rows"][0]["views"]["change"] is None  # 13 and 2 days observed: no change computed
 
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "events")
     assert html.index("Lettre d&#39;information") < html.index("Atelier &lt;données&gt; &amp; budget")
     assert "still counting: the 14 days from it end on 2 Dec 2026" in html
@@ -735,7 +741,7 @@ def test_people_to_talk_to(published: Path, tmp_path: Path) -> None:
     ]
     assert people[1]["people"][0]["url"] == "https://www.data.gouv.fr/users/bob%20martin%2Fx"
 
-    digest.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "people")
     assert '<a href="https://www.data.gouv.fr/organizations/open-asso">Open &lt;Asso&gt; &amp; co</a>' in html
     assert "<strong>Sans Profil</strong>" in html and "Quatrième" not in html and "Fantôme" not in html
@@ -752,7 +758,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             conn.execute(f"DROP TABLE reporting.{table}")
         for column in ("removed_date", "link_checked_at", "link_ok", "link_broken", "owner_name"):
             conn.execute(f"ALTER TABLE reporting.reuses DROP COLUMN {column}")
-    digest.write_digests(published, tmp_path / "older", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "older", REPORT_DATE)
     html = (tmp_path / "older" / "ville-de-test-2026-W47.html").read_text()
     for name in ("reuse-links", "surveys", "events", "people"):
         assert f'id="{name}"' not in html
@@ -787,7 +793,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             ("link_broken", "BOOLEAN"),
         ):
             conn.execute(f"ALTER TABLE reporting.reuses ADD COLUMN {column} {kind}")
-    digest.write_digests(published, tmp_path / "empty", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "empty", REPORT_DATE)
     html = (tmp_path / "empty" / "ville-de-test-2026-W47.html").read_text()
     for name in ("surveys", "events", "people"):
         assert f'id="{name}"' not in html

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from usage_pipeline.insights.events import EventsFileError, parse_events
+from usage_pipeline.ingest.events import EventsFileError, parse_events
 
 KNOWN = {"5ff5e6e99724cb8fff59a5be", "5b7ffc618b4c4169d30727e0"}
 

@@ -16,12 +16,13 @@ import pytest
 import yaml
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
-from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, build_survey_asset
+from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, survey_responses
 from usage_pipeline.surveys.config import SurveyConfigError, load_config
 from usage_pipeline.surveys.ingest import SurveyRun, ingest_surveys, known_datasets
 from usage_pipeline.surveys.responses import KnownDatasets, parse_satisfaction, parse_timestamp
-from usage_pipeline.surveys.sensors import SENSOR_NAME, build_survey_sensor
+from usage_pipeline.surveys.sensors import SENSOR_NAME, SURVEY_JOB_NAME, survey_files
 from usage_pipeline.surveys.tables import SURVEY_FILES_TABLE, SURVEY_RESPONSES_TABLE
 
 SALT = "test-salt-0123456789abcdef"
@@ -704,10 +705,10 @@ def test_asset_reports_files_and_does_not_fail_on_rejected_ones(
     write_config(surveys, [{"pattern": "*.csv", "columns": COLUMNS}])
     good_csv(surveys)
     (surveys / "bad.csv").write_bytes(csv_text(_rows_with(3, NOTE, "9")).encode())
-    asset = build_survey_asset(surveys)
+    asset = survey_responses
     assert asset.key == SURVEY_RESPONSES_KEY
     assert asset.op.pool == WAREHOUSE_POOL
-    resources = {"warehouse": DuckDBResource(database=str(warehouse))}
+    resources = {"warehouse": DuckDBResource(database=str(warehouse)), "data_dir": DataDir(path=str(surveys.parent))}
     instance = dg.DagsterInstance.ephemeral()
 
     result = dg.materialize([asset], resources=resources, instance=instance)
@@ -737,18 +738,21 @@ def test_asset_reports_files_and_does_not_fail_on_rejected_ones(
 
 
 def test_asset_without_surveys_folder_succeeds(warehouse: Path, tmp_path: Path) -> None:
-    asset = build_survey_asset(tmp_path / "nowhere")
-    result = dg.materialize([asset], resources={"warehouse": DuckDBResource(database=str(warehouse))})
+    resources = {
+        "warehouse": DuckDBResource(database=str(warehouse)),
+        "data_dir": DataDir(path=str(tmp_path / "nowhere")),
+    }
+    result = dg.materialize([survey_responses], resources=resources)
     assert result.success
     assert query(warehouse, f"SELECT count(*) FROM {SURVEY_FILES_TABLE}") == [(0,)]
 
 
 def test_sensor_requests_a_run_once_per_new_content(surveys: Path) -> None:
-    sensor = build_survey_sensor(surveys, "survey_job")
-    assert sensor.name == SENSOR_NAME and sensor.minimum_interval_seconds == 60
+    assert survey_files.name == SENSOR_NAME and survey_files.minimum_interval_seconds == 60
 
     def tick(cursor: str | None) -> dg.SensorResult:
-        return sensor(dg.build_sensor_context(cursor=cursor))
+        context = dg.build_sensor_context(cursor=cursor, resources={"data_dir": DataDir(path=str(surveys.parent))})
+        return survey_files(context)
 
     nothing = tick(None)
     assert not nothing.run_requests and nothing.skip_reason
@@ -758,7 +762,7 @@ def test_sensor_requests_a_run_once_per_new_content(surveys: Path) -> None:
     (surveys / "notes.txt").write_text("not a survey file", encoding="utf-8")
     first = tick(nothing.cursor)
     (request,) = first.run_requests
-    assert request.job_name in (None, "survey_job")
+    assert request.job_name in (None, SURVEY_JOB_NAME)
     assert json.loads(first.cursor) == {
         "enquete-2026.csv": hashlib.sha256(path.read_bytes()).hexdigest(),
         "surveys.yaml": hashlib.sha256((surveys / "surveys.yaml").read_bytes()).hexdigest(),
@@ -793,15 +797,14 @@ def test_sensor_requests_a_run_once_per_new_content(surveys: Path) -> None:
 
 
 def test_sensor_and_asset_load_in_definitions(warehouse: Path, surveys: Path) -> None:
-    asset = build_survey_asset(surveys)
-    job = dg.define_asset_job("survey_job", selection=[SURVEY_RESPONSES_KEY])
+    job = dg.define_asset_job(SURVEY_JOB_NAME, selection=[SURVEY_RESPONSES_KEY])
     defs = dg.Definitions(
-        assets=[asset],
+        assets=[survey_responses],
         jobs=[job],
-        sensors=[build_survey_sensor(surveys, "survey_job")],
-        resources={"warehouse": DuckDBResource(database=str(warehouse))},
+        sensors=[survey_files],
+        resources={"warehouse": DuckDBResource(database=str(warehouse)), "data_dir": DataDir(path=str(surveys.parent))},
     )
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_sensor_def(SENSOR_NAME).job_name == "survey_job"
+    assert defs.resolve_sensor_def(SENSOR_NAME).job_name == SURVEY_JOB_NAME
     spec = defs.resolve_assets_def(SURVEY_RESPONSES_KEY)
     assert spec.group_names_by_key[SURVEY_RESPONSES_KEY] == "raw"

@@ -4,8 +4,6 @@ import datetime as dt
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,8 @@ import great_expectations as gx
 import pandas as pd
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations import Expectation
+
+from usage_pipeline.files import staged
 
 SAMPLE_ROWS = 5
 # GX logs chatter while validating: keep the pipeline's logs readable (progress bars are off per context).
@@ -128,23 +128,17 @@ class Validator:
         """Write the HTML Data Docs of this run's validations to ``target``, replacing the previous ones."""
         if not self._validated:
             return
-        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        site = {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }
-        site_name = staging.name
-        self.context.add_data_docs_site(site_name=site_name, site_config=site)
-        try:
-            self.context.build_data_docs(site_names=[site_name])
-        finally:
-            self.context.delete_data_docs_site(site_name)
-        previous = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-        if target.exists():
-            target.rename(previous)
-        staging.rename(target)
-        shutil.rmtree(previous, ignore_errors=True)
+        with staged(target) as staging:
+            site = {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(staging)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+            self.context.add_data_docs_site(site_name=staging.name, site_config=site)
+            try:
+                self.context.build_data_docs(site_names=[staging.name])
+            finally:
+                self.context.delete_data_docs_site(staging.name)
 
 
 def _outcome(check: Check, asset: str, frame: pd.DataFrame, results: Sequence[Any]) -> Outcome:

@@ -4,12 +4,12 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.checks.validation import Check, Outcome, RunScope, record_outcomes, run_check, validator_for
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.crawl import Crawl, crawl
 from usage_pipeline.ingest.partitions import DATASET_DIMENSION, DATE_DIMENSION
 from usage_pipeline.ingest.records import raw_rows
@@ -21,6 +21,7 @@ from usage_pipeline.warehouse import (
     create_warehouse_tables,
     datasets_with_metrics_history,
     stage_incoming,
+    transaction,
 )
 
 RAW_SNAPSHOT_KEY = dg.AssetKey(["raw", "udata_snapshot"])
@@ -62,48 +63,34 @@ def land_snapshot(
     """
     frames = raw_rows(result, scope.run_date, scope.now)
     validator = validator_for(scope.run_id)
-    with warehouse.get_connection() as conn:
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            for table in RAW_TABLES:
-                stage_incoming(conn, table, frames[table.name])
-            started = time.perf_counter()
-            outcomes = [run_check(conn, validator, check, RAW_SNAPSHOT_KEY.to_user_string(), scope) for check in checks]
-            log_info(
-                f"{len(checks)} checks on {len(scope.dataset_ids)} datasets in {time.perf_counter() - started:.2f}s"
+    with warehouse.get_connection() as conn, transaction(conn):
+        for table in RAW_TABLES:
+            stage_incoming(conn, table, frames[table.name])
+        started = time.perf_counter()
+        outcomes = [run_check(conn, validator, check, RAW_SNAPSHOT_KEY.to_user_string(), scope) for check in checks]
+        log_info(f"{len(checks)} checks on {len(scope.dataset_ids)} datasets in {time.perf_counter() - started:.2f}s")
+        rejected: dict[str, dict[str, list[str]]] = {table.name: {} for table in RAW_TABLES}
+        for outcome in outcomes:
+            if not outcome.passed:
+                log(outcome.summary())
+                if outcome.check.blocking and outcome.check.raw_table:
+                    for dataset_id in outcome.failing_datasets:
+                        rejected[outcome.check.raw_table].setdefault(dataset_id, []).append(outcome.check.name)
+        written = {
+            table.qualified: accept_incoming(
+                conn,
+                table,
+                {scope.run_date: list(result.organizations) if table.name == "organizations" else scope.dataset_ids},
+                rejected[table.name],
+                scope.run_id,
             )
-            rejected: dict[str, dict[str, list[str]]] = {table.name: {} for table in RAW_TABLES}
-            for outcome in outcomes:
-                if not outcome.passed:
-                    log(outcome.summary())
-                    if outcome.check.blocking and outcome.check.raw_table:
-                        for dataset_id in outcome.failing_datasets:
-                            rejected[outcome.check.raw_table].setdefault(dataset_id, []).append(outcome.check.name)
-            written = {
-                table.qualified: accept_incoming(
-                    conn,
-                    table,
-                    {
-                        scope.run_date: list(result.organizations)
-                        if table.name == "organizations"
-                        else scope.dataset_ids
-                    },
-                    rejected[table.name],
-                    scope.run_id,
-                )
-                for table in RAW_TABLES
-            }
-            record_outcomes(conn, outcomes, scope)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            for table in RAW_TABLES
+        }
+        record_outcomes(conn, outcomes, scope)
     return written, outcomes
 
 
-def build_raw_snapshot_asset(
-    partitions_def: dg.MultiPartitionsDefinition, checks: list[Check], quality_docs: Path
-) -> dg.AssetsDefinition:
+def build_raw_snapshot_asset(partitions_def: dg.MultiPartitionsDefinition, checks: list[Check]) -> dg.AssetsDefinition:
     """The raw snapshot asset over the given (dataset, date) partitions, with its in-step checks."""
 
     @dg.asset(
@@ -130,7 +117,11 @@ def build_raw_snapshot_asset(
         ],
     )
     def raw_udata_snapshot(
-        context: dg.AssetExecutionContext, config: SnapshotConfig, udata: UdataResource, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext,
+        config: SnapshotConfig,
+        udata: UdataResource,
+        warehouse: DuckDBResource,
+        data_dir: DataDir,
     ):
         snapshot_date, keys = run_partitions(
             [partitions_def.get_partition_key_from_str(key) for key in context.partition_keys]
@@ -146,7 +137,7 @@ def build_raw_snapshot_asset(
         scope = RunScope(context.run_id, snapshot_date, tuple(keys))
         written, outcomes = land_snapshot(warehouse, result, scope, checks, context.log.warning, context.log.info)
         if not all(outcome.passed for outcome in outcomes):
-            validator_for(context.run_id).build_data_docs(quality_docs)  # publication may not happen this run
+            validator_for(context.run_id).build_data_docs(data_dir.quality_docs)  # publication may not happen this run
         rejected = sorted({d for o in outcomes if o.check.blocking for d in o.failing_datasets})
         context.log.info(f"rows (accepted, quarantined) per raw table: {written}")
         yield dg.MaterializeResult(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from usage_pipeline.dates import month_key
 from usage_pipeline.portal.client import NotFound, PortalError
 from usage_pipeline.portal.udata import Udata, is_object_id
 
@@ -25,12 +26,6 @@ class Crawl:
     discussions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-
-
-def month_start(date: dt.date, months_back: int) -> str:
-    """The `YYYY-MM` month that is ``months_back`` months before ``date``'s month."""
-    index = date.year * 12 + date.month - 1 - months_back
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def validate_partition_key(key: str) -> str:
@@ -159,7 +154,7 @@ async def _fetch_metrics(
     full_history: bool,
 ) -> None:
     """Recent months in bulk per organization for datasets with stored history, full history for the others."""
-    recent = month_start(run_date, RECENT_MONTHS - 1)
+    recent = month_key(run_date, RECENT_MONTHS - 1)
     bulk = (
         {}
         if full_history
@@ -185,6 +180,6 @@ async def _fetch_metrics(
         strict=True,
     ):
         result.metrics[key] = rows
-    run_month = month_start(run_date, 0)
+    run_month = month_key(run_date)
     for key, rows in result.metrics.items():
         result.metrics[key] = [row for row in rows if str(row.get("metric_month") or "") <= run_month]

@@ -1,6 +1,6 @@
 """Webhook alerts on discussions: a new discussion, and a discussion waiting too long for a producer answer.
 
-The `discussion_alerts` sensor reads the published copy (``<published_dir>/usage.duckdb``, schema reporting)
+The `discussion_alerts` sensor reads the published copy (``$USAGE_DATA_DIR/published/usage.duckdb``, schema reporting)
 every five minutes and posts one Slack/Mattermost-compatible JSON message (``{"text": ...}``) listing what
 happened since the last message:
 
@@ -41,6 +41,7 @@ import duckdb
 import httpx
 
 from usage_pipeline import __version__
+from usage_pipeline.data_dir import DataDir
 
 SENSOR_NAME = "discussion_alerts"
 PUBLISHED_FILE = "usage.duckdb"
@@ -371,21 +372,25 @@ def evaluate(
     return dg.SensorResult(skip_reason=message, cursor=known.mark_sent(alerts).to_cursor())
 
 
-def build_alert_sensor(published_dir: Path, webhook_url: str | None, sla_days: int) -> dg.SensorDefinition:
-    """The `discussion_alerts` sensor: webhook messages on new discussions and on answers overdue."""
+class DiscussionAlerts(dg.ConfigurableResource):
+    """Where alerts go (USAGE_ALERT_WEBHOOK_URL; none: no alert) and how long a reuser may wait for an answer."""
 
-    @dg.sensor(
-        name=SENSOR_NAME,
-        minimum_interval_seconds=300,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            f"Posts to the alert webhook (USAGE_ALERT_WEBHOOK_URL) when a discussion is opened on a followed "
-            f"dataset and when one waits more than {_days(sla_days)} for an answer (USAGE_ANSWER_SLA_DAYS), "
-            f"reading {published_dir / PUBLISHED_FILE}. Once per discussion and kind; the cursor keeps what "
-            "was sent."
-        ),
-    )
-    def discussion_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        return evaluate(context.cursor, published_dir, webhook_url, sla_days, context.log)
+    webhook_url: str | None = None
+    answer_sla_days: int = 7
 
-    return discussion_alerts
+
+@dg.sensor(
+    name=SENSOR_NAME,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Posts to the alert webhook (USAGE_ALERT_WEBHOOK_URL) when a discussion is opened on a followed dataset and "
+        "when one waits more than USAGE_ANSWER_SLA_DAYS days for an answer, reading the published usage.duckdb. "
+        "Once per discussion and kind; the cursor keeps what was sent."
+    ),
+)
+def discussion_alerts(
+    context: dg.SensorEvaluationContext, data_dir: DataDir, alerts: DiscussionAlerts
+) -> dg.SensorResult | dg.SkipReason:
+    """Every five minutes: webhook messages on new discussions and on answers overdue."""
+    return evaluate(context.cursor, data_dir.published, alerts.webhook_url, alerts.answer_sla_days, context.log)

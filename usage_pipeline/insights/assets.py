@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.insights.themes import THEMES, classify
-from usage_pipeline.warehouse import Column, comment_table, table_schema
+from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
 
 DISCUSSION_THEMES_KEY = dg.AssetKey(["staging", "discussion_themes"])
 DISCUSSION_THEMES_TABLE = "staging.discussion_themes"
@@ -71,16 +71,9 @@ def discussion_themes(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     """Rebuild staging.discussion_themes from every discussion's latest snapshot."""
     with warehouse.get_connection() as conn:
         themes = theme_rows(conn.execute(_THREADS).fetchall())
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            conn.register("themes_frame", themes.to_arrow())
+        with transaction(conn), registered(conn, "themes_frame", themes):
             conn.execute(f"CREATE OR REPLACE TABLE {DISCUSSION_THEMES_TABLE} AS SELECT * FROM themes_frame")
-            conn.unregister("themes_frame")
             comment_table(conn, DISCUSSION_THEMES_TABLE, DISCUSSION_THEMES_DESCRIPTION, DISCUSSION_THEMES_COLUMNS)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     counts = dict(themes.group_by("theme").len().iter_rows())
     context.log.info(f"{themes.height} discussions classified: {counts}")
     return dg.MaterializeResult(

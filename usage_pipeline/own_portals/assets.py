@@ -4,7 +4,6 @@ import asyncio
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -12,6 +11,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.own_portals.ckan import CkanError, CkanPortal
@@ -20,7 +20,7 @@ from usage_pipeline.own_portals.ods import MonitoringSkipped, OdsPortal, OwnPort
 from usage_pipeline.own_portals.twins import PortalDataset, find_twin
 from usage_pipeline.portal.client import PortalClient
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.warehouse import Column, comment_table
+from usage_pipeline.warehouse import Column, comment_table, registered, transaction
 
 OWN_PORTALS_KEY = dg.AssetKey(["raw", "own_portal_snapshot"])
 OWN_PORTALS_REACHABLE = "own_portals_reachable"
@@ -30,15 +30,6 @@ MONITORING_OVERLAP_DAYS = 3  # later fetches take the last days again: the porta
 _DATE = Column("DATE", "The run's logical date.")
 _PORTAL = Column("VARCHAR", "The portal's name in portals.yaml.")
 _PORTAL_DATASET = Column("VARCHAR", "The dataset's id on that portal.")
-
-
-def _payload_table(what: str) -> dict[str, Column]:
-    return {
-        "snapshot_date": _DATE,
-        "portal": _PORTAL,
-        "portal_dataset_id": _PORTAL_DATASET,
-        "payload": Column("JSON", what),
-    }
 
 
 TABLES: dict[str, tuple[str, dict[str, Column]]] = {
@@ -217,8 +208,7 @@ def write_portal(
         "raw.own_portal_status": [{"snapshot_date": day, "portal": portal.name, **s} for s in fetched.status],
     }
     counts = {}
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for table, rows in frames.items():
             if table != "raw.own_portal_status" and not fetched.datasets:
                 continue  # the catalog failed: keep what the day had
@@ -231,10 +221,6 @@ def write_portal(
             )
             rows = [{"portal": portal.name, **usage, "fetched_on": day} for usage in fetched.usage]
             counts["raw.own_portal_usage_daily"] = _insert(conn, "raw.own_portal_usage_daily", rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return counts
 
 
@@ -242,70 +228,62 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, An
     if not rows:
         return 0
     columns = list(TABLES[table][1])
-    conn.register("own_portal_rows", pl.DataFrame(rows).select(columns).to_arrow())
-    try:
+    with registered(conn, "own_portal_rows", pl.DataFrame(rows).select(columns)):
         conn.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM own_portal_rows")
-    finally:
-        conn.unregister("own_portal_rows")
     return len(rows)
 
 
-def build_own_portals_asset(portals_file: Path) -> dg.AssetsDefinition:
-    """The asset fetching every portal of ``portals_file`` (nothing to do without the file)."""
-
-    @dg.asset(
-        key=OWN_PORTALS_KEY,
-        deps=[RAW_SNAPSHOT_KEY],
-        description=(
-            "The producer's own Opendatasoft or CKAN portals (portals.yaml): catalog counters, daily usage "
-            "with the bot/human split (Opendatasoft monitoring, kept beyond the portal's own retention), "
-            "reuses, comments, and each followed data.gouv.fr dataset linked to its twin there."
-        ),
-        group_name="raw",
-        pool=WAREHOUSE_POOL,
-        kinds={"python", "duckdb"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                OWN_PORTALS_REACHABLE, asset=OWN_PORTALS_KEY, description="Every part of every portal was fetched"
-            )
-        ],
-        metadata={"portals_file": dg.MetadataValue.path(str(portals_file))},
-    )
-    def own_portal_snapshot(context: dg.AssetExecutionContext, udata: UdataResource, warehouse: DuckDBResource):
-        portals = load_portals(portals_file)
-        day = run_date(context.run.tags) or dt.date.today()
-        with warehouse.get_connection() as conn:
-            create_own_portal_tables(conn)
-            live = [
-                json.loads(row[0])
-                for row in conn.execute(
-                    "SELECT payload FROM raw.dataset_snapshots WHERE http_status = 200 "
-                    "QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY snapshot_date DESC) = 1"
-                ).fetchall()
-            ]
-            last_days = dict(
-                conn.execute("SELECT portal, max(day) FROM raw.own_portal_usage_daily GROUP BY portal").fetchall()
-            )
-        failures: list[str] = []
-        for portal in portals:
-            fetched = asyncio.run(_fetch(portal, udata, day, monitoring_window(day, last_days.get(portal.name))))
-            with warehouse.get_connection() as conn:
-                counts = write_portal(conn, portal, day, fetched, live)
-            failures += [f"{portal.name} {s['part']}: {s['detail']}" for s in fetched.status if not s["ok"]]
-            context.log.info(
-                f"{portal.name} ({portal.kind}): {counts}; " + "; ".join(s["detail"] for s in fetched.status)
-            )
-        for failure in failures:
-            context.log.warning(failure)
-        yield dg.MaterializeResult(metadata={"portals": len(portals), "problems": dg.MetadataValue.json(failures)})
-        yield dg.AssetCheckResult(
-            check_name=OWN_PORTALS_REACHABLE,
-            passed=not failures,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"problems": dg.MetadataValue.json(failures)},
+@dg.asset(
+    key=OWN_PORTALS_KEY,
+    deps=[RAW_SNAPSHOT_KEY],
+    description=(
+        "The producer's own Opendatasoft or CKAN portals ($USAGE_DATA_DIR/portals.yaml; nothing to do without it): "
+        "catalog counters, daily usage with the bot/human split (Opendatasoft monitoring, kept beyond the portal's "
+        "own retention), reuses, comments, and each followed data.gouv.fr dataset linked to its twin there."
+    ),
+    group_name="raw",
+    pool=WAREHOUSE_POOL,
+    kinds={"python", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            OWN_PORTALS_REACHABLE, asset=OWN_PORTALS_KEY, description="Every part of every portal was fetched"
         )
-
-    return own_portal_snapshot
+    ],
+)
+def own_portal_snapshot(
+    context: dg.AssetExecutionContext, udata: UdataResource, warehouse: DuckDBResource, data_dir: DataDir
+):
+    """Fetch every portal of portals.yaml and replace its rows of the run's date."""
+    portals = load_portals(data_dir.portals_file)
+    day = run_date(context.run.tags) or dt.date.today()
+    with warehouse.get_connection() as conn:
+        create_own_portal_tables(conn)
+        live = [
+            json.loads(row[0])
+            for row in conn.execute(
+                "SELECT payload FROM raw.dataset_snapshots WHERE http_status = 200 "
+                "QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY snapshot_date DESC) = 1"
+            ).fetchall()
+        ]
+        last_days = dict(
+            conn.execute("SELECT portal, max(day) FROM raw.own_portal_usage_daily GROUP BY portal").fetchall()
+        )
+    failures: list[str] = []
+    for portal in portals:
+        fetched = asyncio.run(_fetch(portal, udata, day, monitoring_window(day, last_days.get(portal.name))))
+        with warehouse.get_connection() as conn:
+            counts = write_portal(conn, portal, day, fetched, live)
+        failures += [f"{portal.name} {s['part']}: {s['detail']}" for s in fetched.status if not s["ok"]]
+        context.log.info(f"{portal.name} ({portal.kind}): {counts}; " + "; ".join(s["detail"] for s in fetched.status))
+    for failure in failures:
+        context.log.warning(failure)
+    yield dg.MaterializeResult(metadata={"portals": len(portals), "problems": dg.MetadataValue.json(failures)})
+    yield dg.AssetCheckResult(
+        check_name=OWN_PORTALS_REACHABLE,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"problems": dg.MetadataValue.json(failures)},
+    )
 
 
 def monitoring_window(day: dt.date, last_stored: dt.date | None) -> tuple[dt.date, dt.date]:

@@ -1,9 +1,10 @@
 """A producer's own CKAN portal read through its action API: datasets with page views, showcases, comments.
 
-Rules follow /work/shared/reference/own-portals.md, section 2 (2.1 envelope and auth, 2.2 paging, 2.3 tracking,
-2.4 ckanext-showcase, 2.5 ckanext-comments / ckanext-issues) and the cautions of section 4. Every request goes
-through the shared `PortalClient` (retries, backoff, bounded concurrency); the API token is sent in the
-``Authorization`` header, bare (section 2.1), and never appears in a log line or an error message.
+The API facts used here, with their public sources, are in docs/ckan.md (cited by section title below: "Action
+API envelope", "Authentication", "`status_show`", "Datasets and paging", "Page views", "Reuses: ckanext-showcase",
+"Comments: ckanext-comments and ckanext-issues"). Every request goes through the shared `PortalClient` (retries,
+backoff, bounded concurrency); the API token is sent in the ``Authorization`` header, bare ("Authentication"),
+and never appears in a log line or an error message.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from usage_pipeline.portal.client import NotFound, PortalClient, PortalError
 
 log = logging.getLogger(__name__)
 
-ROWS_MAX = 1000  # `ckan.search.rows_max` default: package_search never returns more rows per page (section 2.2)
-SHOWCASE_SEARCH_CAP = 100  # ckanext-showcase's list actions run a package_search with rows=100 (section 2.4)
+ROWS_MAX = 1000  # `ckan.search.rows_max` default: package_search never returns more rows per page
+SHOWCASE_SEARCH_CAP = 100  # ckanext-showcase's list actions run a package_search with rows=100
 ISSUES_PAGE = 100
-TRACKING_IN_SEARCH = (2, 11)  # from CKAN 2.11 the `tracking` plugin adds tracking_summary to searches (section 2.3)
+TRACKING_IN_SEARCH = (2, 11)  # from CKAN 2.11 the `tracking` plugin adds tracking_summary to searches
 EXTENSION_TRACKING = "tracking"
 EXTENSION_SHOWCASE = "showcase"
 EXTENSION_COMMENTS = "comments"
@@ -64,12 +65,8 @@ def ckan_error_text(error: Any) -> str:
     return f"{kind}: {message}" if kind else str(message)
 
 
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
-
-
 def _tracking(value: Any) -> dict[str, int] | None:
-    """``{"total", "recent"}`` of a `tracking_summary` (section 2.3), None when absent."""
+    """``{"total", "recent"}`` of a `tracking_summary` (docs/ckan.md, "Page views"), None when absent."""
     if not isinstance(value, Mapping):
         return None
     return {"total": int(value.get("total") or 0), "recent": int(value.get("recent") or 0)}
@@ -83,10 +80,10 @@ def _extras(value: Any) -> dict[str, Any]:
 
 
 class CkanPortal:
-    """One CKAN portal: `status`, `datasets`, `showcases` and `comments` through the action API (section 2.1).
+    """One CKAN portal: `status`, `datasets`, `showcases` and `comments` through the action API (docs/ckan.md).
 
-    `status_show` is read once and cached: its ``extensions`` decide which calls are made (section 2.1, section 4),
-    its ``ckan_version`` which call returns page views (section 2.3).
+    `status_show` is read once and cached: its ``extensions`` decide which calls are made, its ``ckan_version``
+    which call returns page views (docs/ckan.md, "`status_show`" and "Page views").
     """
 
     def __init__(
@@ -118,12 +115,12 @@ class CkanPortal:
         return CkanError(message, portal=self.name, action=action, status=status)
 
     async def _get_json(self, url: str, params: dict[str, Any] | None) -> Any:
-        """`PortalClient.get_json`, with the bare token in ``Authorization`` when one is set (section 2.1)."""
+        """`PortalClient.get_json`, with the bare token in ``Authorization`` when one is set (docs/ckan.md)."""
         headers = {"Authorization": self._token} if self._token else None
         return await self.client.get_json(url, params, headers=headers)
 
     async def _action(self, action: str, params: dict[str, Any] | None = None, *, missing_ok: bool = False) -> Any:
-        """The ``result`` of ``GET /api/3/action/<action>``, after checking ``success`` (section 2.1).
+        """The ``result`` of ``GET /api/3/action/<action>``, after checking ``success`` ("Action API envelope").
 
         ``missing_ok``: a 404 (CKAN's "Not Found Error", e.g. a dataset without a comment thread) answers None.
         """
@@ -160,7 +157,7 @@ class CkanPortal:
     # -- status ----------------------------------------------------------------------------------------------------
 
     async def status(self) -> dict:
-        """`status_show` (section 2.1): ``ckan_version`` (None when hidden), ``extensions`` and the site fields."""
+        """`status_show` (docs/ckan.md): ``ckan_version`` (None when hidden), ``extensions`` and the site fields."""
         if self._status is None:
             result = await self._action("status_show")
             if not isinstance(result, Mapping):
@@ -177,7 +174,7 @@ class CkanPortal:
     # -- datasets --------------------------------------------------------------------------------------------------
 
     async def _search_all(self) -> list[dict]:
-        """Every public dataset through `package_search` pages (``rows``, ``start``; section 2.2).
+        """Every public dataset through `package_search` pages (``rows``, ``start``; "Datasets and paging").
 
         Sorted by id so that pages do not shift when a dataset is modified during the walk; pages advance by the
         number of rows actually returned (the portal may cap ``rows``); a dataset seen twice is kept once.
@@ -213,12 +210,12 @@ class CkanPortal:
         }
 
     async def _shown_tracking(self, dataset_id: str) -> dict[str, int] | None:
-        """``package_show?include_tracking=true`` (CKAN ≤ 2.10, section 2.3); None if gone or without tracking."""
+        """``package_show?include_tracking=true`` (CKAN ≤ 2.10, "Page views"); None if gone or without tracking."""
         package = await self._action("package_show", {"id": dataset_id, "include_tracking": "true"}, missing_ok=True)
         return _tracking(package.get("tracking_summary")) if isinstance(package, Mapping) else None
 
     async def datasets(self) -> list[dict]:
-        """Every public dataset, with its page views when the portal tracks them (section 2.3).
+        """Every public dataset, with its page views when the portal tracks them (docs/ckan.md, "Page views").
 
         Keys: ``id, name, title, url`` (the package's own link, None when empty), ``page_url``, ``organization``,
         ``metadata_created, metadata_modified`` (naive UTC ISO strings), ``extras`` (a dict) and ``tracking``:
@@ -258,7 +255,7 @@ class CkanPortal:
             "notes": showcase.get("notes"),
             "author": showcase.get("author"),
             "image_url": showcase.get("image_url") or extras.get("image_url"),
-            "created_at": showcase.get("metadata_created"),  # the association has no date: a proxy (section 2.4)
+            "created_at": showcase.get("metadata_created"),  # the association has no date: a proxy
             "metadata_modified": showcase.get("metadata_modified"),
         }
 
@@ -268,7 +265,7 @@ class CkanPortal:
         return self._dataset_ids
 
     async def showcases(self) -> dict[str, list[dict]]:
-        """Dataset id -> the showcases (reuses) that use it, from ckanext-showcase (section 2.4); {} when absent.
+        """Dataset id -> the showcases (reuses) that use it, from ckanext-showcase (docs/ckan.md); {} when absent.
 
         `ckanext_showcase_list` (every active showcase, unpaged), then `ckanext_showcase_package_list` per showcase.
         That list stops at 100 datasets: a showcase that reaches the cap is completed with
@@ -341,7 +338,7 @@ class CkanPortal:
         }
 
     async def _thread(self, dataset_id: str) -> list[dict]:
-        """ckanext-comments: the dataset's thread, flat (section 2.5); a dataset never commented has no thread (404)."""
+        """ckanext-comments: the dataset's thread, flat (docs/ckan.md); an uncommented dataset has no thread (404)."""
         params = {"subject_id": dataset_id, "subject_type": "package", "include_comments": "true"}
         thread = await self._action("comments_thread_show", {**params, "include_author": "true"}, missing_ok=True)
         comments = (thread or {}).get("comments") or []
@@ -350,7 +347,7 @@ class CkanPortal:
         )
 
     async def _issues(self, dataset_id: str) -> list[dict]:
-        """ckanext-issues: every issue of the dataset, open or closed, paged by ``limit``/``offset`` (section 2.5)."""
+        """ckanext-issues: every issue of the dataset, open or closed, paged by ``limit``/``offset`` (docs/ckan.md)."""
         issues: list[dict] = []
         while True:
             params = {"dataset_id": dataset_id, "limit": ISSUES_PAGE, "offset": len(issues), "sort": "oldest"}
@@ -361,10 +358,10 @@ class CkanPortal:
                 return issues
 
     async def comments(self, dataset_ids: Iterable[str]) -> dict[str, list[dict]]:
-        """Dataset id -> its comments (only datasets that have some), {} without a comments extension (section 2.5).
+        """Dataset id -> its comments (only datasets that have some), {} without a comments extension (docs/ckan.md).
 
         ckanext-comments (``comments``) is preferred; ckanext-issues (``issues``, old CKAN only) is the fallback, one
-        entry per issue with its ``comment_count``. Both are detected in `status_show` before any call (section 4).
+        entry per issue with its ``comment_count``. Both are detected in `status_show` before any call.
         Anonymous callers only see approved comments / visible issues.
         """
         if await self._has(EXTENSION_COMMENTS):

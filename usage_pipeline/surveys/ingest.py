@@ -23,8 +23,15 @@ from usage_pipeline.surveys.tables import (
     SURVEY_RESPONSES_TABLE,
     create_survey_tables,
 )
+from usage_pipeline.warehouse import registered, transaction
 
-DATASET_SOURCES = ("reporting.datasets", "staging.dataset_snapshots")  # the first that exists is read
+# Where the followed datasets' ids and slugs are read: the first table that exists. The raw snapshots come first:
+# they hold today's datasets (the daily job ingests surveys after them) and every slug a dataset ever had.
+DATASET_SOURCES = {
+    "raw.dataset_snapshots": "SELECT DISTINCT dataset_id, payload ->> '$.slug' FROM raw.dataset_snapshots",
+    "reporting.datasets": "SELECT DISTINCT dataset_id, slug FROM reporting.datasets",
+    "staging.dataset_snapshots": "SELECT DISTINCT dataset_id, slug FROM staging.dataset_snapshots",
+}
 _RESPONSE_SCHEMA = {
     "file": pl.String,
     "content_hash": pl.String,
@@ -85,16 +92,16 @@ def content_hash(data: bytes) -> str:
 
 
 def known_datasets(conn: duckdb.DuckDBPyConnection) -> KnownDatasets:
-    """The followed datasets of the warehouse: reporting.datasets if it exists, else staging.dataset_snapshots."""
+    """The followed datasets of the warehouse, from the first table of `DATASET_SOURCES` that exists."""
     existing = {
         f"{schema}.{name}"
         for schema, name in conn.execute(
             "SELECT table_schema, table_name FROM information_schema.tables WHERE table_catalog = current_database()"
         ).fetchall()
     }
-    for source in DATASET_SOURCES:
+    for source, query in DATASET_SOURCES.items():
         if source in existing:
-            rows = conn.execute(f"SELECT DISTINCT dataset_id, slug FROM {source} WHERE dataset_id IS NOT NULL")
+            rows = conn.execute(f"SELECT * FROM ({query}) AS known(dataset_id, slug) WHERE dataset_id IS NOT NULL")
             return KnownDatasets.of(rows.fetchall(), source)
     return KnownDatasets.of([], f"none yet: neither {' nor '.join(DATASET_SOURCES)} exists, run a refresh first")
 
@@ -128,30 +135,17 @@ def write_responses(
     rows = [{"file": file, "content_hash": digest, **response, "ingested_at": at} for response in responses]
     frame = pl.DataFrame(rows, schema=_RESPONSE_SCHEMA)
     columns = ", ".join(SURVEY_RESPONSES_COLUMNS)
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         conn.execute(f"DELETE FROM {SURVEY_RESPONSES_TABLE} WHERE file = ?", [file])
-        conn.register("survey_rows", frame.to_arrow())
-        try:
+        with registered(conn, "survey_rows", frame):
             conn.execute(f"INSERT INTO {SURVEY_RESPONSES_TABLE} ({columns}) SELECT {columns} FROM survey_rows")
-        finally:
-            conn.unregister("survey_rows")
         _record(conn, file, digest, "ingested", len(responses), None, at)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def record_rejection(conn: duckdb.DuckDBPyConnection, file: str, digest: str, error: str, at: dt.datetime) -> None:
     """Record the content as rejected (the file's responses are left as they are), in one transaction."""
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         _record(conn, file, digest, "rejected", 0, error, at)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def ingest_file(

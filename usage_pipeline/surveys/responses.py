@@ -42,7 +42,6 @@ DATE_FORMS = "ISO 8601 like 2026-11-20 or 2026-11-20T14:03:05+01:00, or dd/mm/yy
 _FRENCH_DATE = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T]+(\d{1,2})[:hH](\d{2})(?::(\d{2}))?)?")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTEGER = re.compile(r"\+?(\d+)(?:[.,]0+)?")
-_DATASET_ID = re.compile(r"[0-9a-f]{24}")
 _SLUG = re.compile(r"[\w.~-]+")
 _LANGUAGE = re.compile(r"[a-z]{2}(?:-[a-z]{2})?")
 

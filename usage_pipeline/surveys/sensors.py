@@ -3,7 +3,7 @@
 Every 60 s it hashes surveys.yaml and the files its patterns match. The cursor is the JSON of file -> SHA-256
 already requested (surveys.yaml included, so that a fixed mapping retries the rejected files, and a broken one
 fails a run with its message instead of going unnoticed). Files with another hash than the cursor's are
-pending: one RunRequest for ``job_name``, whose run key is the SHA-256 of the pending (file, previous hash,
+pending: one RunRequest for the survey job, whose run key is the SHA-256 of the pending (file, previous hash,
 new hash) triples, so the same change is never requested twice, even with a lost cursor, while a file changed
 back to an earlier content is requested again. The run ingests whatever is pending in the warehouse then,
 so a failed run's files are picked up by the next materialization.
@@ -15,10 +15,12 @@ from pathlib import Path
 
 import dagster as dg
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.surveys.config import CONFIG_FILE, SurveyConfigError, load_config, matching_files
 from usage_pipeline.surveys.ingest import content_hash
 
 SENSOR_NAME = "survey_files"
+SURVEY_JOB_NAME = "survey_ingest"
 
 
 def current_contents(surveys_dir: Path) -> dict[str, str]:
@@ -63,24 +65,20 @@ def pending_request(cursor: str | None, surveys_dir: Path) -> tuple[dg.RunReques
     return request, new_cursor, pending
 
 
-def build_survey_sensor(surveys_dir: Path, job_name: str) -> dg.SensorDefinition:
-    """The `survey_files` sensor launching ``job_name`` when the surveys folder has new contents."""
-
-    @dg.sensor(
-        name=SENSOR_NAME,
-        job_name=job_name,
-        minimum_interval_seconds=60,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=(
-            f"Every minute, launches {job_name} when {surveys_dir / CONFIG_FILE} or a survey file it describes is "
-            "new or changed (SHA-256), once per content."
-        ),
-    )
-    def survey_files(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        request, cursor, pending = pending_request(context.cursor, surveys_dir)
-        if request is None:
-            return dg.SensorResult(skip_reason=f"no new survey content in {surveys_dir}", cursor=cursor)
-        context.log.info(f"new survey contents: {', '.join(pending)}")
-        return dg.SensorResult(run_requests=[request], cursor=cursor)
-
-    return survey_files
+@dg.sensor(
+    name=SENSOR_NAME,
+    job_name=SURVEY_JOB_NAME,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        f"Every minute, launches {SURVEY_JOB_NAME} when $USAGE_DATA_DIR/surveys/{CONFIG_FILE} or a survey file it "
+        "describes is new or changed (SHA-256), once per content."
+    ),
+)
+def survey_files(context: dg.SensorEvaluationContext, data_dir: DataDir) -> dg.SensorResult:
+    """A run of the survey job when the surveys folder has contents not requested yet."""
+    request, cursor, pending = pending_request(context.cursor, data_dir.surveys_dir)
+    if request is None:
+        return dg.SensorResult(skip_reason=f"no new survey content in {data_dir.surveys_dir}", cursor=cursor)
+    context.log.info(f"new survey contents: {', '.join(pending)}")
+    return dg.SensorResult(run_requests=[request], cursor=cursor)

@@ -41,7 +41,7 @@ from dagster_duckdb import DuckDBResource
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.portal.client import USER_AGENT
-from usage_pipeline.warehouse import Column, comment_table, table_schema
+from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
 
 LINK_CHECKS_KEY = dg.AssetKey(["raw", "reuse_link_checks"])
 LINK_CHECKS_TABLE = "raw.reuse_link_checks"
@@ -292,7 +292,7 @@ async def check_urls(
         return list(await asyncio.gather(*(one(client, url) for url in distinct)))
 
 
-class LinkHealthConfig(dg.Config):
+class LinkChecksConfig(dg.Config):
     """Run options of the reuse link checks."""
 
     recheck: bool = False
@@ -355,19 +355,12 @@ def latest_reuse_urls(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
 def write_checks(conn: duckdb.DuckDBPyConnection, check_date: dt.date, rows: pl.DataFrame) -> int:
     """Replace ``check_date``'s rows of the checked URLs by ``rows``, in one transaction; returns rows written."""
     columns = ", ".join(f"{name}::{column.type} AS {name}" for name, column in LINK_CHECKS_COLUMNS.items())
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.register("link_check_rows", rows.to_arrow())
+    with transaction(conn), registered(conn, "link_check_rows", rows):
         conn.execute(
             f"DELETE FROM {LINK_CHECKS_TABLE} WHERE check_date = ? AND url IN (SELECT url FROM link_check_rows)",
             [check_date],
         )
         conn.execute(f"INSERT INTO {LINK_CHECKS_TABLE} SELECT {columns} FROM link_check_rows")
-        conn.unregister("link_check_rows")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return rows.height
 
 
@@ -377,8 +370,7 @@ def copy_checks_of_the_day(conn: duckdb.DuckDBPyConnection, check_date: dt.date,
         return 0
     frame = pl.DataFrame(pairs, schema={"reuse_id": pl.String, "url": pl.String}, orient="row")
     columns = ", ".join(name for name in LINK_CHECKS_COLUMNS if name not in ("check_date", "reuse_id", "url"))
-    conn.register("unchecked_pairs", frame.to_arrow())
-    try:
+    with registered(conn, "unchecked_pairs", frame):
         return conn.execute(
             f"""
             INSERT INTO {LINK_CHECKS_TABLE}
@@ -395,106 +387,109 @@ def copy_checks_of_the_day(conn: duckdb.DuckDBPyConnection, check_date: dt.date,
             """,
             [check_date, check_date, check_date],
         ).fetchone()[0]
-    finally:
-        conn.unregister("unchecked_pairs")
 
 
-def build_link_health_asset(
-    concurrency: int = 8, per_host_delay: float = 1.0, timeout: float = 15.0, *, enabled: bool = True
-) -> dg.AssetsDefinition:
-    """The asset that checks, once a day, whether the reuses of the latest snapshot still answer.
+class ReuseLinkChecker(dg.ConfigurableResource):
+    """How the reuses' own addresses are checked: at most ``concurrency`` at once, ``per_host_delay`` seconds apart
+    on one host, ``timeout`` seconds per URL. ``enabled=False`` (USAGE_LINK_CHECKS=0: offline machines, tests)
+    only creates the table."""
 
-    ``enabled=False`` (USAGE_LINK_CHECKS=0: offline machines, tests) only creates the table.
-    """
+    enabled: bool = True
+    concurrency: int = 8
+    per_host_delay: float = 1.0
+    timeout: float = 15.0
 
-    @dg.asset(
-        key=LINK_CHECKS_KEY,
-        deps=[RAW_SNAPSHOT_KEY],
-        description=(
-            "Whether each reuse referenced on the followed datasets (latest snapshot of raw.reuses) still answers "
-            "at its own address: one check a day per URL (HEAD, GET when HEAD is refused, redirects followed), "
-            f"at most {concurrency} at once and {per_host_delay:g}s apart on one host, appended to "
-            f"{LINK_CHECKS_TABLE}. A reuser's site failing is a row (ok = false, error), never a failed run."
-        ),
-        group_name="raw",
-        pool=WAREHOUSE_POOL,
-        kinds={"python", "duckdb"},
-        metadata={
-            "grain": "check_date, reuse_id, url",
-            "dagster/column_schema": table_schema(LINK_CHECKS_COLUMNS),
-        },
+
+@dg.asset(
+    key=LINK_CHECKS_KEY,
+    deps=[RAW_SNAPSHOT_KEY],
+    description=(
+        "Whether each reuse referenced on the followed datasets (latest snapshot of raw.reuses) still answers "
+        "at its own address: one check a day per URL (HEAD, GET when HEAD is refused, redirects followed), "
+        f"a few at once and apart on one host (resource link_checker), appended to {LINK_CHECKS_TABLE}. A reuser's "
+        "site failing is a row (ok = false, error), never a failed run."
+    ),
+    group_name="raw",
+    pool=WAREHOUSE_POOL,
+    kinds={"python", "duckdb"},
+    metadata={
+        "grain": "check_date, reuse_id, url",
+        "dagster/column_schema": table_schema(LINK_CHECKS_COLUMNS),
+    },
+)
+def reuse_link_checks(
+    context: dg.AssetExecutionContext,
+    config: LinkChecksConfig,
+    warehouse: DuckDBResource,
+    link_checker: ReuseLinkChecker,
+) -> dg.MaterializeResult:
+    """Check the URLs not checked yet on the run's date and append their results."""
+    check_date = run_date(context.run.tags) or dt.date.today()
+    with warehouse.get_connection() as conn:
+        create_link_checks_table(conn)
+        if not link_checker.enabled:
+            context.log.info("reuse link checks are disabled (USAGE_LINK_CHECKS=0)")
+            return dg.MaterializeResult(metadata={"enabled": False})
+        pairs = latest_reuse_urls(conn)
+        done_today = {
+            row[0]
+            for row in conn.execute(
+                f"SELECT DISTINCT url FROM {LINK_CHECKS_TABLE} WHERE check_date = ?", [check_date]
+            ).fetchall()
+        }
+    urls = sorted({url for _, url in pairs})
+    to_check = urls if config.recheck else [url for url in urls if url not in done_today]
+    context.log.info(
+        f"{check_date}: {len(pairs)} reuses, {len(urls)} distinct URLs; {len(urls) - len(to_check)} already "
+        f"checked that day, checking {len(to_check)}"
     )
-    def reuse_link_checks(
-        context: dg.AssetExecutionContext, config: LinkHealthConfig, warehouse: DuckDBResource
-    ) -> dg.MaterializeResult:
-        check_date = run_date(context.run.tags) or dt.date.today()
-        with warehouse.get_connection() as conn:
-            create_link_checks_table(conn)
-            if not enabled:
-                context.log.info("reuse link checks are disabled (USAGE_LINK_CHECKS=0)")
-                return dg.MaterializeResult(metadata={"enabled": False})
-            pairs = latest_reuse_urls(conn)
-            done_today = {
-                row[0]
-                for row in conn.execute(
-                    f"SELECT DISTINCT url FROM {LINK_CHECKS_TABLE} WHERE check_date = ?", [check_date]
-                ).fetchall()
-            }
-        urls = sorted({url for _, url in pairs})
-        to_check = urls if config.recheck else [url for url in urls if url not in done_today]
-        context.log.info(
-            f"{check_date}: {len(pairs)} reuses, {len(urls)} distinct URLs; {len(urls) - len(to_check)} already "
-            f"checked that day, checking {len(to_check)}"
-        )
-        progress = {"done": 0, "broken": 0}
-        step = max(1, min(50, len(to_check) // 10))
+    progress = {"done": 0, "broken": 0}
+    step = max(1, min(50, len(to_check) // 10))
 
-        def on_result(check: LinkCheck) -> None:
-            progress["done"] += 1
-            progress["broken"] += not check.ok
-            if progress["done"] % step == 0 or progress["done"] == len(to_check):
-                context.log.info(f"checked {progress['done']}/{len(to_check)} URLs, {progress['broken']} broken")
+    def on_result(check: LinkCheck) -> None:
+        progress["done"] += 1
+        progress["broken"] += not check.ok
+        if progress["done"] % step == 0 or progress["done"] == len(to_check):
+            context.log.info(f"checked {progress['done']}/{len(to_check)} URLs, {progress['broken']} broken")
 
-        checks = asyncio.run(
-            check_urls(
-                to_check,
-                concurrency=concurrency,
-                per_host_delay=per_host_delay,
-                timeout=timeout,
-                user_agent=USER_AGENT,
-                on_result=on_result,
-            )
+    checks = asyncio.run(
+        check_urls(
+            to_check,
+            concurrency=link_checker.concurrency,
+            per_host_delay=link_checker.per_host_delay,
+            timeout=link_checker.timeout,
+            user_agent=USER_AGENT,
+            on_result=on_result,
         )
-        checked = set(to_check)
-        rows = check_rows(check_date, [pair for pair in pairs if pair[1] in checked], checks)
-        with warehouse.get_connection() as conn:
-            written = write_checks(conn, check_date, rows)
-            copied = copy_checks_of_the_day(conn, check_date, [pair for pair in pairs if pair[1] not in checked])
-            total = conn.execute(f"SELECT count(*) FROM {LINK_CHECKS_TABLE}").fetchone()[0]
-        broken = [check for check in checks if not check.ok]
-        no_answer = sum(check.http_status is None for check in checks)
-        if broken:
-            context.log.warning(
-                f"{len(broken)} of {len(checks)} URLs checked are broken ({no_answer} without an answer), e.g. "
-                + "; ".join(f"{c.url} → {c.http_status or c.error}" for c in broken[:5])
-            )
-        context.log.info(f"{written} rows written for {len(checks)} URLs checked, {copied} copied from earlier checks")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": total,
-                "check_date": check_date.isoformat(),
-                "reuses": len(pairs),
-                "urls": len(urls),
-                "checked": len(checks),
-                "skipped_already_checked": len(urls) - len(to_check),
-                "ok": len(checks) - len(broken),
-                "broken": len(broken),
-                "no_answer": no_answer,
-                "rows_written": written + copied,
-                "broken_sample": dg.MetadataValue.json(
-                    [{"url": c.url, "http_status": c.http_status, "error": c.error} for c in broken[:20]]
-                ),
-            }
+    )
+    checked = set(to_check)
+    rows = check_rows(check_date, [pair for pair in pairs if pair[1] in checked], checks)
+    with warehouse.get_connection() as conn:
+        written = write_checks(conn, check_date, rows)
+        copied = copy_checks_of_the_day(conn, check_date, [pair for pair in pairs if pair[1] not in checked])
+        total = conn.execute(f"SELECT count(*) FROM {LINK_CHECKS_TABLE}").fetchone()[0]
+    broken = [check for check in checks if not check.ok]
+    no_answer = sum(check.http_status is None for check in checks)
+    if broken:
+        context.log.warning(
+            f"{len(broken)} of {len(checks)} URLs checked are broken ({no_answer} without an answer), e.g. "
+            + "; ".join(f"{c.url} → {c.http_status or c.error}" for c in broken[:5])
         )
-
-    return reuse_link_checks
+    context.log.info(f"{written} rows written for {len(checks)} URLs checked, {copied} copied from earlier checks")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "check_date": check_date.isoformat(),
+            "reuses": len(pairs),
+            "urls": len(urls),
+            "checked": len(checks),
+            "skipped_already_checked": len(urls) - len(to_check),
+            "ok": len(checks) - len(broken),
+            "broken": len(broken),
+            "no_answer": no_answer,
+            "rows_written": written + copied,
+            "broken_sample": dg.MetadataValue.json(
+                [{"url": c.url, "http_status": c.http_status, "error": c.error} for c in broken[:20]]
+            ),
+        }
+    )

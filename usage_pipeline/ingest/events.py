@@ -11,8 +11,9 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.warehouse import Column, comment_table, table_schema
+from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
 
 EVENTS_KEY = dg.AssetKey(["raw", "community_events"])
 EVENTS_TABLE = "raw.community_events"
@@ -91,58 +92,45 @@ def parse_events(path: Path, known_datasets: set[str]) -> list[Event]:
     return events
 
 
-def build_events_asset(events_file: Path) -> dg.AssetsDefinition:
-    """The asset loading ``events_file`` into raw.community_events, with its file check."""
-
-    @dg.asset(
-        key=EVENTS_KEY,
-        deps=[RAW_SNAPSHOT_KEY],
-        description=EVENTS_DESCRIPTION,
-        group_name="raw",
-        pool=WAREHOUSE_POOL,
-        kinds={"python", "duckdb", "csv"},
-        check_specs=[dg.AssetCheckSpec(EVENTS_FILE_VALID, asset=EVENTS_KEY, description="events.csv is well-formed")],
-        metadata={
-            "file": dg.MetadataValue.path(str(events_file)),
-            "dagster/column_schema": table_schema(EVENTS_COLUMNS),
-        },
-    )
-    def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResource):  # yields results
-        with warehouse.get_connection() as conn:
-            columns = ", ".join(f"{name} {column.type}" for name, column in EVENTS_COLUMNS.items())
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
-            comment_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
-            known = {row[0] for row in conn.execute("SELECT DISTINCT dataset_id FROM raw.dataset_snapshots").fetchall()}
-            try:
-                events = parse_events(events_file, known) if events_file.exists() else []
-            except EventsFileError as error:
-                context.log.warning(f"{error}; the previous events are kept")
-                yield dg.MaterializeResult(metadata={"error": dg.MetadataValue.text(str(error))})
-                yield dg.AssetCheckResult(
-                    check_name=EVENTS_FILE_VALID,
-                    passed=False,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"error": dg.MetadataValue.text(str(error))},
-                )
-                return
-            frame = pl.DataFrame(
-                [event.__dict__ for event in events],
-                schema={"event_date": pl.Date, "title": pl.String, "kind": pl.String, "dataset_id": pl.String,
-                        "source_row": pl.Int32},
-                orient="row",
-            )  # fmt: skip
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                conn.execute(f"DELETE FROM {EVENTS_TABLE}")
-                conn.register("events_frame", frame.to_arrow())
-                conn.execute(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM events_frame")
-                conn.unregister("events_frame")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        context.log.info(f"{len(events)} event × dataset rows from {events_file}")
-        yield dg.MaterializeResult(metadata={"dagster/row_count": len(events)})
-        yield dg.AssetCheckResult(check_name=EVENTS_FILE_VALID, passed=True, severity=dg.AssetCheckSeverity.WARN)
-
-    return community_events
+@dg.asset(
+    key=EVENTS_KEY,
+    deps=[RAW_SNAPSHOT_KEY],
+    description=EVENTS_DESCRIPTION,
+    group_name="raw",
+    pool=WAREHOUSE_POOL,
+    kinds={"python", "duckdb", "csv"},
+    check_specs=[dg.AssetCheckSpec(EVENTS_FILE_VALID, asset=EVENTS_KEY, description="events.csv is well-formed")],
+    metadata={"dagster/column_schema": table_schema(EVENTS_COLUMNS)},
+)
+def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
+    """Load events.csv whole into raw.community_events; a malformed file keeps the previous events."""
+    events_file = data_dir.events_file
+    with warehouse.get_connection() as conn:
+        columns = ", ".join(f"{name} {column.type}" for name, column in EVENTS_COLUMNS.items())
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
+        comment_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
+        known = {row[0] for row in conn.execute("SELECT DISTINCT dataset_id FROM raw.dataset_snapshots").fetchall()}
+        try:
+            events = parse_events(events_file, known) if events_file.exists() else []
+        except EventsFileError as error:
+            context.log.warning(f"{error}; the previous events are kept")
+            yield dg.MaterializeResult(metadata={"error": dg.MetadataValue.text(str(error))})
+            yield dg.AssetCheckResult(
+                check_name=EVENTS_FILE_VALID,
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"error": dg.MetadataValue.text(str(error))},
+            )
+            return
+        frame = pl.DataFrame(
+            [event.__dict__ for event in events],
+            schema={"event_date": pl.Date, "title": pl.String, "kind": pl.String, "dataset_id": pl.String,
+                    "source_row": pl.Int32},
+            orient="row",
+        )  # fmt: skip
+        with transaction(conn), registered(conn, "events_frame", frame):
+            conn.execute(f"DELETE FROM {EVENTS_TABLE}")
+            conn.execute(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM events_frame")
+    context.log.info(f"{len(events)} event × dataset rows from {events_file}")
+    yield dg.MaterializeResult(metadata={"dagster/row_count": len(events)})
+    yield dg.AssetCheckResult(check_name=EVENTS_FILE_VALID, passed=True, severity=dg.AssetCheckSeverity.WARN)

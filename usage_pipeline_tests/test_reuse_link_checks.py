@@ -21,17 +21,18 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import day_range_tags
-from usage_pipeline.insights.link_health import (
+from usage_pipeline.ingest.reuse_link_checks import (
     LINK_CHECKS_COLUMNS,
     LINK_CHECKS_KEY,
     LINK_CHECKS_TABLE,
     LinkCheck,
     Redirect,
-    build_link_health_asset,
+    ReuseLinkChecker,
     check_url,
     check_urls,
     describe_error,
     is_alive,
+    reuse_link_checks,
 )
 from usage_pipeline.portal.client import USER_AGENT
 
@@ -383,11 +384,11 @@ def checks_table(database: Path) -> dict[tuple[dt.date, str], dict]:
 
 
 def materialize(
-    asset: dg.AssetsDefinition, database: Path, day: dt.date | None, recheck: bool = False
+    checker: ReuseLinkChecker, database: Path, day: dt.date | None, recheck: bool = False
 ) -> dict[str, object]:
     result = dg.materialize(
-        [asset],
-        resources={"warehouse": DuckDBResource(database=str(database))},
+        [reuse_link_checks],
+        resources={"warehouse": DuckDBResource(database=str(database)), "link_checker": checker},
         instance=dg.DagsterInstance.ephemeral(),
         tags=day_range_tags(["ds-1"], day) if day else None,
         run_config={"ops": {"raw__reuse_link_checks": {"config": {"recheck": recheck}}}},
@@ -398,7 +399,7 @@ def materialize(
 
 
 def test_the_asset_is_declared_as_asked() -> None:
-    asset = build_link_health_asset()
+    asset = reuse_link_checks
     assert asset.key == LINK_CHECKS_KEY == dg.AssetKey(["raw", "reuse_link_checks"])
     spec = asset.specs_by_key[LINK_CHECKS_KEY]
     assert spec.group_name == "raw" and spec.description and set(spec.kinds) == {"python", "duckdb"}
@@ -428,9 +429,9 @@ def test_the_asset_end_to_end(site: Site, tmp_path: Path) -> None:
             (latest, "r-no-url", {"title": "a reuse without an address"}),
         ],
     )
-    asset = build_link_health_asset(concurrency=4, per_host_delay=0, timeout=CLIENT_TIMEOUT)
+    checker = ReuseLinkChecker(concurrency=4, per_host_delay=0, timeout=CLIENT_TIMEOUT)
 
-    metadata = materialize(asset, database, RUN_DATE)
+    metadata = materialize(checker, database, RUN_DATE)
     assert {
         k: metadata[k] for k in ("reuses", "urls", "checked", "skipped_already_checked", "broken", "no_answer")
     } == {
@@ -486,7 +487,7 @@ def test_the_asset_end_to_end(site: Site, tmp_path: Path) -> None:
 
     # The same day again: nothing is requested, nothing is added.
     requests = len(site.seen)
-    again = materialize(asset, database, RUN_DATE)
+    again = materialize(checker, database, RUN_DATE)
     assert (again["checked"], again["skipped_already_checked"], again["rows_written"]) == (0, 7, 0)
     assert len(site.seen) == requests and checks_table(database) == table
 
@@ -495,7 +496,7 @@ def test_the_asset_end_to_end(site: Site, tmp_path: Path) -> None:
         database,
         [(latest, "r-late", {"url": f"{base}/ok"}), (latest, "r-no-head", {"url": f"{base}/no-head"})],
     )
-    late = materialize(asset, database, RUN_DATE)
+    late = materialize(checker, database, RUN_DATE)
     assert (late["checked"], late["rows_written"], late["dagster/row_count"]) == (1, 2, 10)
     table = checks_table(database)
     assert table[RUN_DATE, "r-late"]["checked_at"] == table[RUN_DATE, "r-ok"]["checked_at"]
@@ -503,13 +504,13 @@ def test_the_asset_end_to_end(site: Site, tmp_path: Path) -> None:
     assert site.requests_for("/ok").count("HEAD") == 2
 
     # recheck: the day's rows of the checked URLs are replaced, not duplicated.
-    recheck = materialize(asset, database, RUN_DATE, recheck=True)
+    recheck = materialize(checker, database, RUN_DATE, recheck=True)
     assert (recheck["checked"], recheck["dagster/row_count"]) == (8, 10)
     rechecked = checks_table(database)
     assert rechecked.keys() == table.keys()
     assert all(rechecked[key]["checked_at"] > table[key]["checked_at"] for key in table)
 
     # A run without a date tag checks on today's date and keeps the history.
-    today = materialize(asset, database, None)
+    today = materialize(checker, database, None)
     assert today["check_date"] == dt.date.today().isoformat() != RUN_DATE.isoformat()
     assert today["dagster/row_count"] == 20

@@ -1,49 +1,23 @@
-"""The weekly digest: one HTML and one Markdown page per organization, for the producer's team.
-
-`write_digests` reads the published read-only DuckDB copy and writes, for the ISO week of the report date,
-``<slug>-<YYYY>-W<WW>.html``, ``.md`` and the ``<slug>-<YYYY>-W<WW>-<chart>.svg`` charts the Markdown links
-(the HTML inlines them). Queries (`load_inputs`), figures (`build_context`), charts (`render_charts`) and
-templates (`render_html`, `render_markdown`) are separate so that each can be tested on its own.
-
-Tables published later than the first digest (survey, event, reuser and link-check tables, the newer columns of
-reporting.reuses) are optional: `load_inputs` looks them up in information_schema first, and a section whose
-table is missing or has nothing for the organization is left out.
-"""
+"""Every figure and list of a digest, computed from the rows `queries.load_inputs` read: pure functions, no I/O."""
 
 import datetime as dt
-import io
-import os
-import re
 import statistics
-import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-import dagster as dg
-import duckdb
-import jinja2
-import matplotlib as mpl
-from markupsafe import Markup, escape
-from matplotlib import ticker
-from matplotlib.figure import Figure
-
-from usage_pipeline.ingest.partitions import run_date
+from usage_pipeline.dates import month_key
 from usage_pipeline.ingest.schedules import TIMEZONE
+from usage_pipeline.insights.digest.formatting import safe_url, shorten, week_label
 
-DIGEST_KEY = dg.AssetKey(["published", "weekly_digest"])
-REPORTS_DIR = "reports"
-TEMPLATES = Path(__file__).parent / "templates"
 WEEK = 7
 DAILY_CHART_DAYS = 56  # the last 8 weeks
 MONTHLY_CHART_MONTHS = 12
 ANSWER_MONTHS = 3
 TOP_DATASETS = 5
-HISTORY_DAYS = DAILY_CHART_DAYS + 31  # daily rows read: the chart, and room for a delta that covers a gap
 EVENT_DAYS = 90  # community events shown: those of the last 90 days
 EVENT_WINDOW_DAYS = 14  # reporting.event_impact compares the 14 days from the event with the 14 days before
 SURVEY_NEEDS = 10  # needs of the week's survey answers shown, the latest first
@@ -92,41 +66,6 @@ class DigestInputs:
     survey_needs_total: int = 0  # how many answers of the week said what is missing (survey_needs holds <= 10)
     events: list[Row] = field(default_factory=list)  # event_impact rows of the last 90 days
     candidates: list[Row] = field(default_factory=list)  # interview_candidates rows, the first 3 of each dataset
-
-
-# ---------------------------------------------------------------------------------------------- dates and numbers
-
-
-def week_label(day: dt.date) -> str:
-    """The ISO week containing ``day``, as ``YYYY-Www``."""
-    year, week, _ = day.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def month_of(day: dt.date, back: int = 0) -> str:
-    """``YYYY-MM`` of the month ``back`` months before the month of ``day``."""
-    index = day.year * 12 + day.month - 1 - back
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def number(value: float | None, digits: int = 0) -> str:
-    """``12,345`` (or ``12.5``); an em dash for no value."""
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def percent(value: float | None) -> str:
-    """A share as ``75%``; an em dash for no value."""
-    return "—" if value is None else f"{value:.0%}"
-
-
-def date_text(value: dt.date | dt.datetime | None) -> str:
-    """``20 Nov 2026``."""
-    return "—" if value is None else f"{value.day} {value:%b %Y}"
-
-
-def month_name(value: str) -> str:
-    """``2026-11`` as ``November 2026``."""
-    return dt.date.fromisoformat(f"{value}-01").strftime("%B %Y")
 
 
 def daily_gains(rows: Iterable[Row]) -> dict[str, dict[dt.date, tuple[float, float]]]:
@@ -180,9 +119,6 @@ def weighted_median(values: Iterable[tuple[float, int]]) -> float | None:
     """Median of ``(value, weight)`` pairs, each value counted ``weight`` times."""
     expanded = [value for value, weight in values for _ in range(max(weight, 0)) if value is not None]
     return statistics.median(expanded) if expanded else None
-
-
-# ----------------------------------------------------------------------------------------------------- the context
 
 
 def _windows(report_date: dt.date) -> tuple[dt.date, dt.date, dt.date, dt.date]:
@@ -296,7 +232,7 @@ def new_reuses(
 
 def theme_table(rows: Iterable[Row], report_date: dt.date) -> Row:
     """Discussions opened per theme in the month of ``report_date`` and the month before, most frequent first."""
-    this_month, last_month = month_of(report_date), month_of(report_date, 1)
+    this_month, last_month = month_key(report_date), month_key(report_date, 1)
     counts: dict[str, dict[str, int]] = defaultdict(lambda: {this_month: 0, last_month: 0})
     for row in rows:
         if row["month"] in (this_month, last_month):
@@ -315,7 +251,7 @@ def answer_summary(rows: Iterable[Row], report_date: dt.date) -> Row:
     weighted by its answered discussions (``median_is_exact`` is False then); the data.gouv.fr indicator (mean
     of capped delays) is the answered-weighted mean, exact.
     """
-    first_month, last_month = month_of(report_date, ANSWER_MONTHS - 1), month_of(report_date)
+    first_month, last_month = month_key(report_date, ANSWER_MONTHS - 1), month_key(report_date)
     kept = [row for row in rows if first_month <= row["month"] <= last_month]
     opened = sum(int(row["discussions_opened"] or 0) for row in kept)
     answered = sum(int(row["answered"] or 0) for row in kept)
@@ -347,15 +283,6 @@ def local_day(value: dt.date | dt.datetime | None) -> dt.date | None:
     if isinstance(value, dt.datetime):
         return (value.astimezone(LOCAL_TIME) if value.tzinfo else value).date()
     return value
-
-
-def shorten(text: str | None, limit: int) -> str:
-    """``text`` on one line, cut at a word boundary with an ellipsis when longer than ``limit`` characters."""
-    text = " ".join((text or "").split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(",;:.") + "…"
 
 
 def portal_base(page_url: str | None) -> str:
@@ -564,7 +491,7 @@ def chart_series(
 ) -> Row:
     """The charts' data: months (from the first with figures, up to 12) and the last 56 days' gains."""
     by_month = {row["month"]: row for row in monthly_rows}
-    months = [month_of(report_date, back) for back in range(MONTHLY_CHART_MONTHS - 1, -1, -1)]
+    months = [month_key(report_date, back) for back in range(MONTHLY_CHART_MONTHS - 1, -1, -1)]
     months = months[next((i for i, month in enumerate(months) if month in by_month), len(months)) :]
     monthly = [
         {
@@ -643,464 +570,3 @@ def build_context(inputs: DigestInputs, report_date: dt.date) -> Row:
         "people": people_to_talk_to(inputs.candidates, datasets, gains, latest_views, report_date),
         "series": chart_series(inputs.monthly, gains, report_date),
     }
-
-
-# ---------------------------------------------------------------------------------------------------------- charts
-
-_INK, _MUTED, _ACCENT, _ACCENT_LIGHT, _GRID = "#1f2933", "#616e7c", "#2f5fb3", "#a9bfe6", "#e4e7eb"
-_DOWNLOADS, _DOWNLOADS_LIGHT = "#c05621", "#f0c3a3"
-_RC = {
-    "svg.fonttype": "none",  # real text: smaller files, selectable, rendered with the reader's fonts
-    "font.family": "sans-serif",
-    "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial", "Liberation Sans"],
-    "font.size": 9,
-    "axes.edgecolor": _GRID,
-    "axes.labelcolor": _INK,
-    "xtick.color": _MUTED,
-    "ytick.color": _MUTED,
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "axes.titlelocation": "left",
-}
-
-
-def _style(axes: Any) -> None:
-    axes.spines[["top", "right", "left"]].set_visible(False)
-    axes.grid(axis="y", color=_GRID, linewidth=0.8)
-    axes.set_axisbelow(True)
-    axes.tick_params(length=0)
-    axes.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
-    axes.yaxis.set_major_locator(ticker.MaxNLocator(nbins=4, integer=True, min_n_ticks=2))
-
-
-def _svg(figure: Figure, salt: str) -> str:
-    """The figure as an SVG document, by matplotlib's non-interactive SVG backend (no pyplot, no GUI).
-
-    No date in the metadata and ids salted per chart: the same figures give the same bytes, and two charts
-    inlined in one HTML page never share an id.
-    """
-    with mpl.rc_context({"svg.hashsalt": salt}):
-        buffer = io.StringIO()
-        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def monthly_chart(monthly: list[Row], salt: str) -> str:
-    """Bars of the monthly visits and downloads (the current, partial month lighter), as an SVG document."""
-    with mpl.rc_context(_RC):
-        figure = Figure(figsize=(7.2, 4.0), layout="constrained")
-        top, bottom = figure.subplots(2, 1, sharex=True)
-        ticks = [dt.date.fromisoformat(f"{row['month']}-01").strftime("%b\n%Y") for row in monthly]
-        positions = range(len(monthly))
-        for axes, column, title, colors in (
-            (top, "visits", "Visits of your dataset pages per month", (_ACCENT, _ACCENT_LIGHT)),
-            (bottom, "downloads", "Downloads per month", (_DOWNLOADS, _DOWNLOADS_LIGHT)),
-        ):
-            bars = axes.bar(
-                positions,
-                [row[column] or 0 for row in monthly],
-                color=[colors[0] if row["complete"] else colors[1] for row in monthly],
-                width=0.7,
-            )
-            axes.set_title(title, color=_INK)
-            _style(axes)
-            values = [number(row[column]) if row[column] is not None else "" for row in monthly]
-            axes.bar_label(bars, labels=values, fontsize=7, color=_MUTED, padding=2)
-            axes.margins(y=0.2)
-        bottom.set_xticks(list(positions), ticks)
-        return _svg(figure, f"{salt}-monthly")
-
-
-def daily_chart(daily: list[Row], salt: str) -> str:
-    """Bars of the views and downloads gained per day (the last 7 days darker), as an SVG document."""
-    with mpl.rc_context(_RC):
-        figure = Figure(figsize=(7.2, 4.0), layout="constrained")
-        top, bottom = figure.subplots(2, 1, sharex=True)
-        days = [row["date"] for row in daily]
-        for axes, column, title, colors in (
-            (top, "views", "Views gained per day", (_ACCENT, _ACCENT_LIGHT)),
-            (bottom, "downloads", "Downloads gained per day", (_DOWNLOADS, _DOWNLOADS_LIGHT)),
-        ):
-            axes.bar(
-                days,
-                [row[column] or 0 for row in daily],
-                color=[colors[0] if row["in_week"] else colors[1] for row in daily],
-                width=0.8,
-            )
-            axes.set_title(title, color=_INK)
-            _style(axes)
-        mondays = [day for day in days if day.weekday() == 0]
-        bottom.set_xticks(mondays, [f"{day.day} {day:%b}" for day in mondays])
-        bottom.set_xlim(days[0] - dt.timedelta(days=1), days[-1] + dt.timedelta(days=1))
-        return _svg(figure, f"{salt}-daily")
-
-
-def render_charts(context: Row) -> list[Row]:
-    """The digest's charts: name, title, note and SVG document; a chart without data is left out."""
-    salt = f"{context['organization'].slug}-{context['week']}"
-    charts = []
-    monthly = context["series"]["monthly"]
-    if monthly:
-        charts.append(
-            {
-                "name": "monthly",
-                "title": (
-                    f"Visits and downloads per month, {month_name(monthly[0]['month'])} to "
-                    f"{month_name(monthly[-1]['month'])}"
-                ),
-                "note": "Lighter bar: the current month, still being counted." if not monthly[-1]["complete"] else "",
-                "svg": monthly_chart(monthly, salt),
-            }
-        )
-    daily = context["series"]["daily"]
-    if any(row["views"] is not None for row in daily):
-        charts.append(
-            {
-                "name": "daily",
-                "title": f"Views and downloads gained per day, the 8 weeks to {date_text(daily[-1]['date'])}",
-                "note": "Darker bars: the last 7 days. No bar: not tracked yet, or nothing gained that day.",
-                "svg": daily_chart(daily, salt),
-            }
-        )
-    return charts
-
-
-def inline_svg(document: str, label: str) -> Markup:
-    """An SVG document as an element for HTML: prolog and doctype dropped, described for screen readers."""
-    element = document[document.index("<svg") :]
-    return Markup(element.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" ', 1))
-
-
-# ------------------------------------------------------------------------------------------------------- templates
-
-
-def safe_url(url: str | None) -> str | None:
-    """``url`` if it is an http(s) address (never a javascript: or data: link), else None."""
-    if not url or urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
-        return None
-    return url.strip()
-
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&])")
-
-
-def md_text(value: Any) -> str:
-    """Text for Markdown: one line, every character that could become markup or HTML backslash-escaped."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
-
-
-def md_url(url: str | None) -> str | None:
-    """An http(s) address usable as a Markdown link target (spaces, parentheses and brackets encoded)."""
-    url = safe_url(url)
-    return quote(url, safe=":/?#@!$&'*+,;=%-._~") if url else None
-
-
-def _environment(autoescape: bool) -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=autoescape,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    environment.filters.update(
-        number=number,
-        percent=percent,
-        day=date_text,
-        month_name=month_name,
-        safe_url=safe_url,
-        md=md_text,
-        md_url=md_url,
-    )
-    return environment
-
-
-_HTML = _environment(autoescape=True)
-_MARKDOWN = _environment(autoescape=False)
-
-
-def render_html(context: Row, charts: list[Row]) -> str:
-    """The HTML digest, charts inline."""
-    inline = [{**chart, "element": inline_svg(chart["svg"], chart["title"])} for chart in charts]
-    return _HTML.get_template("digest.html.j2").render(**context, charts=inline)
-
-
-def render_markdown(context: Row, charts: list[Row]) -> str:
-    """The Markdown digest; each chart has a ``file`` it links to."""
-    return _MARKDOWN.get_template("digest.md.j2").render(**context, charts=charts)
-
-
-# ------------------------------------------------------------------------------------------------------------- I/O
-
-
-def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> list[Row]:
-    cursor = conn.execute(sql, list(params))
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-
-
-_ORG_DATASETS = "select dataset_id from reporting.datasets where organization_id = ?"
-_LINK_COLUMNS = ("link_checked_at", "link_ok", "link_broken", "removed_date")
-_OPTIONAL = {  # optional reporting tables and the columns the digest reads from them
-    "survey_summary": ("dataset_id", "dataset_title", "responses", "mean_satisfaction", "satisfied_share",
-                       "top_needs_themes", "last_response_at"),
-    "survey_responses": ("dataset_id", "dataset_title", "submitted_at", "needs", "needs_theme"),
-    "event_impact": ("event_date", "title", "kind", "dataset_id", "views_before", "views_after", "downloads_before",
-                     "downloads_after", "discussions_before", "discussions_after", "reuses_before", "reuses_after",
-                     "days_observed_before", "days_observed_after"),
-    "interview_candidates": ("dataset_id", "rank", "reuser_type", "name", "slug", "why"),
-}  # fmt: skip
-
-
-def reporting_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
-    """The columns of each table of the reporting schema, from information_schema (an older file has fewer)."""
-    tables: dict[str, set[str]] = defaultdict(set)
-    for table, column in conn.execute(
-        "select table_name, column_name from information_schema.columns where table_schema = 'reporting'"
-    ).fetchall():
-        tables[table].add(column)
-    return tables
-
-
-def _has(tables: dict[str, set[str]], table: str, columns: Iterable[str]) -> bool:
-    return table in tables and set(columns) <= tables[table]
-
-
-def load_organizations(conn: duckdb.DuckDBPyConnection) -> list[Organization]:
-    """Organizations publishing at least one dataset still on the portal."""
-    rows = conn.execute(
-        """
-        select organization_id, min(organization_name), min(organization_slug)
-        from reporting.datasets
-        where organization_id is not null and status <> 'gone'
-        group by organization_id
-        order by organization_id
-        """
-    ).fetchall()
-    return [Organization(id=key, name=name or slug or key, slug=slug or key) for key, name, slug in rows]
-
-
-def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, report_date: dt.date) -> DigestInputs:
-    """Read what the digest of ``organization`` for ``report_date`` needs from the reporting tables."""
-    key = organization.id
-    first_month, this_month = month_of(report_date, MONTHLY_CHART_MONTHS), month_of(report_date)
-    week_start = report_date - dt.timedelta(days=WEEK - 1)
-    tables = reporting_columns(conn)
-    owner = "owner_name" if "owner_name" in tables["reuses"] else "null as owner_name"
-    firsts = conn.execute(
-        f"select dataset_id, min(date) from reporting.dataset_usage_daily where dataset_id in ({_ORG_DATASETS}) "
-        "group by dataset_id",
-        [key],
-    ).fetchall()
-    inputs = DigestInputs(
-        organization=organization,
-        datasets=_rows(
-            conn,
-            "select dataset_id, title, page_url, status from reporting.datasets where organization_id = ? "
-            "order by dataset_id",
-            [key],
-        ),
-        first_snapshots=dict(firsts),
-        daily=_rows(
-            conn,
-            f"""
-            select dataset_id, date, views, downloads, followers, reuses, views_delta, downloads_delta,
-                days_since_previous
-            from reporting.dataset_usage_daily
-            where dataset_id in ({_ORG_DATASETS}) and date <= ? and date > ?
-            order by dataset_id, date
-            """,
-            [key, report_date, report_date - dt.timedelta(days=HISTORY_DAYS)],
-        ),
-        monthly=_rows(
-            conn,
-            f"""
-            select month, sum(visits) as visits, sum(downloads) as downloads, bool_and(is_complete) as is_complete
-            from reporting.dataset_usage_monthly
-            where dataset_id in ({_ORG_DATASETS}) and month > ? and month <= ?
-            group by month
-            order by month
-            """,
-            [key, first_month, this_month],
-        ),
-        awaiting=_rows(
-            conn,
-            f"""
-            select discussion_id, dataset_title, title, url, asker, opened_at, waiting_since, waiting_days, theme
-            from reporting.discussions_awaiting_answer
-            where dataset_id in ({_ORG_DATASETS})
-            order by waiting_since, discussion_id
-            """,
-            [key],
-        ),
-        reuses=_rows(
-            conn,
-            f"""
-            select reuse_id, dataset_id, title, type, url, page_url, {owner}, created_at, first_seen_date
-            from reporting.reuses
-            where dataset_id in ({_ORG_DATASETS}) and first_seen_date between ? and ?
-            order by first_seen_date, reuse_id, dataset_id
-            """,
-            [key, week_start, report_date],
-        ),
-        themes=_rows(
-            conn,
-            f"""
-            select month, theme, sum(discussions) as discussions
-            from reporting.discussion_themes
-            where dataset_id in ({_ORG_DATASETS}) and month between ? and ?
-            group by month, theme
-            """,
-            [key, month_of(report_date, 1), this_month],
-        ),
-        response_times=_rows(
-            conn,
-            """
-            select dataset_id, month, discussions_opened, answered, median_days_to_first_answer,
-                mean_days_to_first_answer_capped
-            from reporting.response_times
-            where organization_id = ? and month between ? and ?
-            """,
-            [key, month_of(report_date, ANSWER_MONTHS - 1), this_month],
-        ),
-    )
-    if _has(tables, "reuses", _LINK_COLUMNS):
-        inputs.reuse_links = _rows(
-            conn,
-            f"""
-            select reuse_id, dataset_id, title, type, url, page_url, {owner}, link_checked_at, link_ok, link_broken,
-                removed_date
-            from reporting.reuses
-            where dataset_id in ({_ORG_DATASETS}) and (link_checked_at is not null or removed_date between ? and ?)
-            order by reuse_id, dataset_id
-            """,
-            [key, week_start, report_date],
-        )
-    if _has(tables, "survey_summary", _OPTIONAL["survey_summary"]):
-        inputs.surveys = _rows(
-            conn,
-            f"""
-            select {", ".join(_OPTIONAL["survey_summary"])}
-            from reporting.survey_summary
-            where dataset_id in ({_ORG_DATASETS}) and responses > 0
-            order by responses desc, dataset_id
-            """,
-            [key],
-        )
-    if inputs.surveys and _has(tables, "survey_responses", _OPTIONAL["survey_responses"]):
-        # The week's days in Paris, as instants: the same answers whatever the session's time zone.
-        since = dt.datetime.combine(week_start, dt.time(), LOCAL_TIME)
-        until = dt.datetime.combine(report_date + dt.timedelta(days=1), dt.time(), LOCAL_TIME)
-        needs = _rows(
-            conn,
-            f"""
-            select {", ".join(_OPTIONAL["survey_responses"])}, count(*) over () as total
-            from reporting.survey_responses
-            where dataset_id in ({_ORG_DATASETS}) and submitted_at >= ? and submitted_at < ?
-                and nullif(trim(needs), '') is not null
-            order by submitted_at desc, dataset_id
-            limit {SURVEY_NEEDS}
-            """,
-            [key, since, until],
-        )
-        inputs.survey_needs, inputs.survey_needs_total = needs, needs[0]["total"] if needs else 0
-    if _has(tables, "event_impact", _OPTIONAL["event_impact"]):
-        inputs.events = _rows(
-            conn,
-            f"""
-            select {", ".join(_OPTIONAL["event_impact"])}
-            from reporting.event_impact
-            where dataset_id in ({_ORG_DATASETS}) and event_date between ? and ?
-            order by event_date desc, title, dataset_id
-            """,
-            [key, report_date - dt.timedelta(days=EVENT_DAYS - 1), report_date],
-        )
-    if _has(tables, "interview_candidates", _OPTIONAL["interview_candidates"]):
-        inputs.candidates = _rows(
-            conn,
-            f"""
-            select {", ".join(_OPTIONAL["interview_candidates"])}
-            from reporting.interview_candidates
-            where dataset_id in ({_ORG_DATASETS}) and rank <= ?
-            order by dataset_id, rank
-            """,
-            [key, PEOPLE_PER_DATASET],
-        )
-    return inputs
-
-
-def file_stem(organization: Organization, report_date: dt.date) -> str:
-    """``<slug>-<YYYY>-W<WW>``, the slug reduced to characters safe in a file name."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", organization.slug).strip(".-") or "organization"
-    return f"{slug}-{week_label(report_date)}"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date) -> list[Path]:
-    """Write every organization's digest for the ISO week of ``report_date``; returns the files written."""
-    if not published_db.exists():
-        raise FileNotFoundError(f"no published database at {published_db}")
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    with duckdb.connect(str(published_db), read_only=True) as conn:
-        for organization in load_organizations(conn):
-            context = build_context(load_inputs(conn, organization, report_date), report_date)
-            stem = file_stem(organization, report_date)
-            charts = [{**chart, "file": f"{stem}-{chart['name']}.svg"} for chart in render_charts(context)]
-            for chart in charts:
-                write_atomically(reports_dir / chart["file"], chart["svg"])
-                written.append(reports_dir / chart["file"])
-            for suffix, text in ((".html", render_html(context, charts)), (".md", render_markdown(context, charts))):
-                write_atomically(reports_dir / f"{stem}{suffix}", text)
-                written.append(reports_dir / f"{stem}{suffix}")
-    return written
-
-
-# ---------------------------------------------------------------------------------------------------------- asset
-
-
-def build_digest_asset(published_dir: Path, deps: Sequence[dg.AssetKey]) -> dg.AssetsDefinition:
-    """The weekly digest asset: reads ``published_dir``/usage.duckdb, writes ``published_dir``/reports/."""
-    reports_dir = published_dir / REPORTS_DIR
-
-    @dg.asset(
-        key=DIGEST_KEY,
-        deps=list(deps),
-        group_name="published",
-        kinds={"python", "html"},
-        description=(
-            "A weekly digest per organization for the producer's team, readable without any tool: "
-            f"{reports_dir}/<organization slug>-<ISO year>-W<week>.html (charts inline, no external asset, "
-            "e-mailable) and .md (with the <...>-<chart>.svg charts beside it). Headline figures of the last 7 "
-            "days, monthly and daily trends, top datasets, questions waiting for an answer, new reuses, reuses "
-            "whose address is broken or removed this week, themes and answer times, and when their tables are "
-            "published: survey results, community events of the last 90 days and reusers to interview. "
-            "Rewritten by every run: the week's files show the latest figures."
-        ),
-    )
-    def weekly_digest(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        report_date = run_date(context.run.tags) or dt.date.today()
-        paths = write_digests(published_dir / "usage.duckdb", reports_dir, report_date)
-        pages = [path for path in paths if path.suffix == ".html"]
-        context.log.info(f"{len(pages)} digests for {week_label(report_date)} written to {reports_dir}")
-        return dg.MaterializeResult(
-            metadata={
-                "report_date": report_date.isoformat(),
-                "week": week_label(report_date),
-                "organizations": len(pages),
-                "files": dg.MetadataValue.json([str(path) for path in paths]),
-                "path": dg.MetadataValue.path(str(reports_dir)),
-            }
-        )
-
-    return weekly_digest
