@@ -1,4 +1,4 @@
-"""`usage-pipeline refresh | backfill | demo`: run the daily job through Dagster from a terminal or cron."""
+"""`usage-pipeline refresh | backfill | demo | tables | show`: run the daily job from a terminal or cron, and look."""
 
 import argparse
 import asyncio
@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from usage_pipeline.browse import BrowseError, print_table, print_tables
 from usage_pipeline.definitions import build_definitions
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY
 from usage_pipeline.ingest.partitions import datasets_partitions, day_range_tags
@@ -19,7 +20,7 @@ from usage_pipeline.ingest.schedules import DAILY_JOB_NAME
 from usage_pipeline.ingest.sensors import discover_datasets
 from usage_pipeline.portal.client import PortalError
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.settings import Settings, SettingsError
+from usage_pipeline.settings import Settings, SettingsError, absolute
 
 INSTANCE_CONFIG = """\
 # Written by usage-pipeline. One writer at a time on the DuckDB warehouse, whatever launches the runs.
@@ -48,8 +49,9 @@ class RefreshOutcome:
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent Dagster instance: $DAGSTER_HOME, by default $USAGE_DATA_DIR/dagster_home."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.data_dir / "dagster_home").resolve())))
+    """The persistent Dagster instance: $DAGSTER_HOME (made absolute), by default $USAGE_DATA_DIR/dagster_home."""
+    home = absolute(os.environ.get("DAGSTER_HOME") or settings.paths.dagster_home)
+    os.environ["DAGSTER_HOME"] = str(home)  # Dagster reads it from the environment, and requires it absolute
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
@@ -102,7 +104,7 @@ def refresh(
             + "\n  ".join(failures or ["unknown error"])
         )
     outcome = RefreshOutcome(date=date, datasets=len(keys), new_datasets=new, run_id=result.run_id)
-    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
+    with duckdb.connect(str(settings.paths.published_database), read_only=True) as published:
         for (table,) in published.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reporting' ORDER BY 1"
         ).fetchall():
@@ -142,7 +144,7 @@ def print_summary(outcome: RefreshOutcome, settings: Settings) -> None:
     print(f"refresh {outcome.date}: {outcome.datasets} datasets ({outcome.new_datasets} new), run {outcome.run_id}")
     if outcome.gone:
         print(f"  gone (404/410): {', '.join(outcome.gone)}")
-    print(f"  published to {settings.published_dir}/usage.duckdb and parquet/:")
+    print(f"  published to {settings.paths.published_database} and {settings.paths.parquet_dir}/:")
     for table, rows in outcome.tables.items():
         print(f"    reporting.{table}: {rows} rows")
 
@@ -172,7 +174,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     demo_cmd = commands.add_parser("demo", help="run a few days against a generated local portal (offline)")
     demo_cmd.add_argument("--days", type=int, default=3)
     demo_cmd.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    data_dir_help = "the data folder (default: $USAGE_DATA_DIR, or ./data)"
+    tables_cmd = commands.add_parser("tables", help="list the published tables, their rows and what they hold")
+    tables_cmd.add_argument("--data-dir", type=Path, help=data_dir_help)
+    show_cmd = commands.add_parser("show", help="print the first rows of a published table")
+    show_cmd.add_argument("table", help="a table of `usage-pipeline tables`, e.g. discussions_awaiting_answer")
+    show_cmd.add_argument("--limit", type=_positive, default=20, help="rows to print (default: 20)")
+    show_cmd.add_argument("--data-dir", type=Path, help=data_dir_help)
     return parser.parse_args(argv)
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive whole number")
+    return int(value)
 
 
 def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.DagsterInstance) -> RefreshOutcome:
@@ -181,7 +196,7 @@ def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.Dags
     if end < start:
         raise SettingsError(f"--end {end} is before --start {start}")
     outcome = refresh(settings, dt.date.today(), instance, full_metrics_history=True)
-    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as published:
+    with duckdb.connect(str(settings.paths.published_database), read_only=True) as published:
         stored = {
             row[0]
             for row in published.execute(
@@ -207,6 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(args.data_dir, days=args.days)
             return 0
         settings = Settings.from_env()
+        if args.command in ("tables", "show"):
+            database = (Settings(data_dir=args.data_dir) if args.data_dir else settings).paths.published_database
+            if args.command == "tables":
+                print_tables(database)
+            else:
+                print_table(database, args.table, args.limit)
+            return 0
         instance = dagster_instance(settings)
         if args.command == "refresh":
             outcome = refresh(settings, args.date, instance)
@@ -214,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = backfill(settings, args.start, args.end, instance)
         print_summary(outcome, settings)
         return 0
-    except (SettingsError, PortalError, RefreshFailed) as error:
+    except (SettingsError, PortalError, RefreshFailed, BrowseError) as error:
         print(f"usage-pipeline {args.command}: {error}", file=sys.stderr)
         return 1
 
