@@ -1,7 +1,10 @@
 """`usage-pipeline demo`: a few days of refreshes against a generated portal served on 127.0.0.1.
 
 The generated data.gouv.fr-like portal comes with the producer's own Opendatasoft and CKAN portals (also
-generated and served locally): some datasets are harvested from them, so twins and combined usage show.
+generated and served locally): some datasets are harvested from them, so twins and combined usage show. The
+demo also writes what a producer keeps in its data folder (an events.csv, a survey export and its surveys.yaml),
+plays a new reuse and a new question on the second day, serves the reuses' sites (one in seven is gone, so its
+link breaks) and a webhook that receives the discussion alerts: every published table gets rows.
 """
 
 import datetime as dt
@@ -9,23 +12,36 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+import dagster as dg
+import duckdb
+
 from usage_pipeline import cli
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.demo.ckan_server import CkanServer, CkanWorld, generate_ckan_world
 from usage_pipeline.demo.ods_server import DEMO_ANALYTICS_KEY, OdsServer, OdsWorld, generate_ods_world
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline.demo.world import advance_day, generate_world
+from usage_pipeline.demo.producer_files import write_events, write_survey
+from usage_pipeline.demo.webhook_server import WebhookReceiver
+from usage_pipeline.demo.world import add_news, advance_day, generate_world
+from usage_pipeline.insights.alerts import evaluate
 from usage_pipeline.settings import Settings
+from usage_pipeline.surveys.responses import SALT_ENV
 
 ODS_DOMAIN = "data.exemple-metropole.fr"
 CKAN_DOMAIN = "ckan.exemple-region.fr"
 ODS_KEY_VARIABLE = "DEMO_ODS_KEY"
+DEMO_PSEUDONYM_SALT = "demo-only-salt: set your own secret USAGE_PSEUDONYM_SALT"
 
 
 def host_reuse_sites(world: World, base_url: str) -> None:
-    """Point the reuses at sites served by the demo portal (one in seven is gone), for the link checks."""
+    """Point the reuses not hosted yet at sites served by the demo portal: the demo never leaves the machine.
+
+    One reuse in seven (the 4th, 11th... by id) points at a page that is gone; a hosted reuse keeps its address.
+    """
     reuses = sorted({reuse["id"]: reuse for entry in world.entries.values() for reuse in entry["reuses"]}.items())
     for index, (reuse_id, reuse) in enumerate(reuses):
-        reuse["url"] = f"{base_url}/reuse-sites/{'gone/' if index % 7 == 3 else ''}{reuse_id}"
+        if not str(reuse.get("url", "")).startswith(base_url):
+            reuse["url"] = f"{base_url}/reuse-sites/{'gone/' if index % 7 == 3 else ''}{reuse_id}"
 
 
 def harvest_from_own_portals(world: World, ods: OdsWorld, ckan: CkanWorld) -> None:
@@ -44,9 +60,9 @@ def harvest_from_own_portals(world: World, ods: OdsWorld, ckan: CkanWorld) -> No
         }
 
 
-def write_portals_yaml(data_dir: Path, ods_url: str, ckan_url: str) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "portals.yaml").write_text(
+def write_portals_yaml(paths: DataDir, ods_url: str, ckan_url: str) -> None:
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.portals_file.write_text(
         f"# Written by `usage-pipeline demo`: the generated own portals served on 127.0.0.1.\n"
         f"portals:\n  - name: metropole\n    kind: ods\n    url: {ods_url}\n    domain: {ODS_DOMAIN}\n"
         f"    api_key_env: {ODS_KEY_VARIABLE}\n  - name: region\n    kind: ckan\n    url: {ckan_url}\n"
@@ -55,8 +71,40 @@ def write_portals_yaml(data_dir: Path, ods_url: str, ckan_url: str) -> None:
     )
 
 
+def print_alerts(hook: WebhookReceiver, already: int) -> int:
+    """The alert messages the webhook received since ``already``; returns how many it holds now."""
+    messages = hook.messages
+    for message in messages[already:]:
+        print("  alert posted to the webhook:\n    " + message.get("text", "").replace("\n", "\n    "))
+    return len(messages)
+
+
+def print_highlights(database: Path) -> None:
+    """What a producer looks at first: the questions waiting for an answer, and the week's most viewed datasets."""
+    with duckdb.connect(str(database), read_only=True) as conn:
+        waiting = conn.execute(
+            "SELECT waiting_days, dataset_title, title, url FROM reporting.discussions_awaiting_answer "
+            "ORDER BY waiting_since LIMIT 5"
+        ).fetchall()
+        top = conn.execute(
+            """
+            SELECT datasets.title, sum(daily.views_delta)::BIGINT AS views, sum(daily.downloads_delta)::BIGINT
+            FROM reporting.dataset_usage_daily AS daily JOIN reporting.datasets AS datasets USING (dataset_id)
+            WHERE daily.date > (SELECT max(date) FROM reporting.dataset_usage_daily) - 7
+            GROUP BY datasets.title HAVING views > 0 ORDER BY views DESC LIMIT 5
+            """
+        ).fetchall()
+    print("\nQuestions waiting for an answer (oldest first):")
+    for days, dataset, title, url in waiting:
+        print(f"  {days:>4} days  {title}  ({dataset})\n             {url}")
+    print("\nThe week's most viewed datasets (views and downloads gained):")
+    for title, views, downloads in top:
+        print(f"  {views:>6} views  {downloads:>6} downloads  {title}")
+
+
 def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
-    """Generate the portals, refresh once a day for ``days`` days ending today, print where to look."""
+    """Generate the portals and the producer's files, refresh once a day for ``days`` days ending today, and show
+    what came out: the alerts posted, the questions waiting, the top datasets, where every file is."""
     today = dt.date.today()
     first_day = today - dt.timedelta(days=days - 1)
     world = generate_world(2, 8, seed=seed, today=first_day)
@@ -68,33 +116,52 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         server = servers.enter_context(PortalServer(world))
         ods_server = servers.enter_context(OdsServer(ods))
         ckan_server = servers.enter_context(CkanServer(ckan))
+        hook = servers.enter_context(WebhookReceiver())
         print(f"demo portal (udata API v1 + metrics API) on {server.url}, organizations: {', '.join(organizations)}")
-        print(f"own portals: Opendatasoft on {ods_server.url}, CKAN on {ckan_server.url}")
+        print(f"own portals: Opendatasoft on {ods_server.url}, CKAN on {ckan_server.url}; alert webhook on {hook.url}")
         host_reuse_sites(world, server.url)
-        write_portals_yaml(data_dir, ods_server.url, ckan_server.url)
-        os.environ.setdefault(ODS_KEY_VARIABLE, DEMO_ANALYTICS_KEY)
         settings = Settings(
             portal_url=server.url,
             metrics_api_url=server.url,
             organizations=organizations,
             data_dir=data_dir,
             start_date=first_day - dt.timedelta(days=7),
+            alert_webhook_url=hook.url,
         )
+        paths = settings.paths
+        write_portals_yaml(paths, ods_server.url, ckan_server.url)
+        write_events(paths, world, first_day)
+        write_survey(paths, world, first_day, seed=seed)
+        os.environ.setdefault(ODS_KEY_VARIABLE, DEMO_ANALYTICS_KEY)
+        os.environ.setdefault(SALT_ENV, DEMO_PSEUDONYM_SALT)
         instance = cli.dagster_instance(settings)
+        cursor, alerts_seen = None, 0
         for offset in range(days):
             outcome = cli.refresh(settings, first_day + dt.timedelta(days=offset), instance)
             cli.print_summary(outcome, settings)
+            # What the `discussion_alerts` sensor does under the Dagster daemon, once after each daily run.
+            tick = evaluate(cursor, paths.published, hook.url, settings.answer_sla_days)
+            cursor = tick.cursor if isinstance(tick, dg.SensorResult) else cursor
+            alerts_seen = print_alerts(hook, alerts_seen)
             if offset < days - 1:
                 advance_day(world, seed=seed + offset)
+                if offset == 0:
+                    reuse_id, discussion_id = add_news(world, seed=seed)
+                    print(f"  the next day brings a new reuse ({reuse_id}) and a new question ({discussion_id})")
+                host_reuse_sites(world, server.url)
                 for tracking in ckan.tracking.values():
                     tracking["total"] += 3 + offset  # a few page views a day on the CKAN portal
-    published = settings.published_dir.resolve()
+    print_highlights(paths.published_database)
+    relative = os.path.relpath(paths.root)
     print(
-        f"\nDone. The published tables:\n"
-        f"  duckdb -readonly {published}/usage.duckdb -c 'FROM reporting.dataset_usage_daily LIMIT 10'\n"
-        f"  {published}/parquet/*.parquet\n"
-        f"  {published}/reports/*.html (weekly digests), {published}/quality/index.html (quality checks)\n"
+        f"\nDone. Everything is in {paths.root}:\n"
+        f"  {paths.published_database}  (DuckDB, schema reporting; every table and column described)\n"
+        f"  {paths.parquet_dir}/*.parquet  (the same tables)\n"
+        f"  {paths.reports_dir}/*.html  (weekly digests)   {paths.quality_docs}/index.html  (quality checks)\n"
+        f"Look at the tables without another tool:\n"
+        f"  usage-pipeline tables --data-dir {relative}\n"
+        f"  usage-pipeline show discussions_awaiting_answer --data-dir {relative}\n"
         f"The runs and assets in the Dagster UI:\n"
-        f"  DAGSTER_HOME={(data_dir / 'dagster_home').resolve()} USAGE_DATA_DIR={data_dir.resolve()} "
+        f"  DAGSTER_HOME={paths.dagster_home} USAGE_DATA_DIR={paths.root} "
         f"USAGE_START_DATE={settings.start_date} dagster dev -w workspace.yaml"
     )

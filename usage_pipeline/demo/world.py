@@ -17,6 +17,7 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 
+from usage_pipeline.dates import month_index, month_key_of_index
 from usage_pipeline.demo.portal_server import World
 
 PORTAL = "https://www.data.gouv.fr"
@@ -148,11 +149,6 @@ def _iso(when: dt.datetime) -> str:
 
 def _parse(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
-
-
-def _month_key(index: int) -> str:
-    """'YYYY-MM' of a month counted as ``year * 12 + month - 1``."""
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def _user_ref(user: dict) -> dict:
@@ -458,13 +454,13 @@ def _add_discussions(factory: _Factory, entry: dict, members: list[dict]) -> Non
 def _add_usage(factory: _Factory, world: World, today: dt.date, popularity: dict[str, float]) -> list[dict]:
     """Monthly metrics rows (last 24 months, current one partial) and the cumulative counters."""
     rng = factory.rng
-    current = today.year * 12 + today.month - 1
+    current = month_index(today)
     elapsed = (today.day - 1) / calendar.monthrange(today.year, today.month)[1]
     organization_ids = sorted(world.organizations)
     rows: list[dict] = []
     for dataset_id, entry in world.entries.items():
         created = _parse(entry["dataset"]["created_at_internal"])
-        first = max(current - METRICS_MONTHS + 1, created.year * 12 + created.month - 1)
+        first = max(current - METRICS_MONTHS + 1, month_index(created))
         months = [month for month in range(first, current + 1) if month < current or elapsed > 0]
         organization_id = entry["organization_id"]
         former, moved = "", -1  # some datasets moved from another organization: 2 rows that month
@@ -496,12 +492,12 @@ def _add_usage(factory: _Factory, world: World, today: dt.date, popularity: dict
                     {
                         "dataset_id": dataset_id,
                         "organization_id": owner,
-                        "metric_month": _month_key(month),
+                        "metric_month": month_key_of_index(month),
                         "monthly_visit": None if visit_value is None else round(visit_value * share),
                         "monthly_download_resource": None if download_value is None else round(download_value * share),
                     }
                 )
-        before = max(0, first - (created.year * 12 + created.month - 1))
+        before = max(0, first - month_index(created))
         history = int(base * 0.5 * before * rng.uniform(0.5, 1.0))
         metrics = entry["dataset"]["metrics"]
         metrics["views"] = visits_total + history
@@ -579,6 +575,24 @@ def _spread(rng: random.Random, resources: list[dict], downloads: int) -> None:
         resource["metrics"]["views"] = resource["metrics"].get("views", 0) + share
 
 
+def _factory_for(world: World, rng: random.Random, now: dt.datetime) -> _Factory:
+    """A factory that knows the world's discussion authors and taken slugs, for activity until ``now``."""
+    entries = world.entries.values()
+    authors = {
+        discussion["user"]["id"]: discussion["user"]
+        for entry in entries
+        for discussion in entry["discussions"]
+        if discussion.get("user")
+    }
+    factory = _Factory(rng, now, authors.values())
+    factory.slugs = {
+        "reuse": {reuse["slug"] for entry in entries for reuse in entry["reuses"]},
+        "user": {user["slug"] for user in authors.values()}
+        | {member["user"]["slug"] for org in world.organizations.values() for member in org.get("members", [])},
+    }
+    return factory
+
+
 def advance_day(world: World, *, seed: int) -> None:
     """Play one day of activity, the day `world.today` (today's date if unset), then move to the next day.
 
@@ -592,19 +606,8 @@ def advance_day(world: World, *, seed: int) -> None:
         start = dt.datetime.combine(day, dt.time(), dt.UTC)
         end = start + dt.timedelta(days=1)
         entries = [(dataset_id, world.entries[dataset_id]) for dataset_id in sorted(world.entries)]
-        authors = {
-            discussion["user"]["id"]: discussion["user"]
-            for _, entry in entries
-            for discussion in entry["discussions"]
-            if discussion.get("user")
-        }
         reuses = {reuse["id"]: reuse for _, entry in entries for reuse in entry["reuses"]}
-        factory = _Factory(rng, end, authors.values())
-        factory.slugs = {
-            "reuse": {reuse["slug"] for reuse in reuses.values()},
-            "user": {user["slug"] for user in authors.values()}
-            | {member["user"]["slug"] for org in world.organizations.values() for member in org.get("members", [])},
-        }
+        factory = _factory_for(world, rng, end)
         month = f"{day:%Y-%m}"
         rows = {
             (row["dataset_id"], row["organization_id"]): row
@@ -671,3 +674,25 @@ def advance_day(world: World, *, seed: int) -> None:
         for reuse in reuses.values():
             reuse["metrics"]["views"] = reuse["metrics"].get("views", 0) + _count(rng, 1.5)
         world.today = day + dt.timedelta(days=1)
+
+
+def add_news(world: World, *, seed: int) -> tuple[str, str]:
+    """Early on the world's current day: a new reuse on the most viewed dataset, a new question on the next one.
+
+    Returns the ids of the reuse and of the discussion. Their timestamps are never after the present moment.
+    """
+    with world.lock:
+        day = world.today or dt.date.today()
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        now = min(start + dt.timedelta(hours=1), dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        factory = _factory_for(world, random.Random(f"news:{seed}:{day.isoformat()}"), now)
+        live = [key for key in world.entries if key not in world.deleted]
+        popular = sorted(live, key=lambda key: -world.entries[key]["dataset"]["metrics"].get("views", 0))
+        reused, questioned = world.entries[popular[0]], world.entries[popular[min(1, len(popular) - 1)]]
+        reuse = factory.reuse(reused["dataset"], world.organization_of(popular[0])["name"], factory.moment(start, now))
+        reused["reuses"].append(reuse)
+        reused["dataset"]["metrics"]["reuses"] = reused["dataset"]["metrics"].get("reuses", 0) + 1
+        discussion = factory.discussion(factory.moment(start, now))
+        questioned["discussions"].insert(0, discussion)
+        questioned["dataset"]["metrics"]["discussions"] = questioned["dataset"]["metrics"].get("discussions", 0) + 1
+        return reuse["id"], discussion["id"]
