@@ -6,7 +6,7 @@ Approaches, each in a child process against the same local portal (127.0.0.1, fi
 * ``naive``: a sequential crawl with a sync ``httpx.Client``, one request at a time, JSON stored in DuckDB.
 * ``dlt``: dlt's ``rest_api`` source into DuckDB, per-dataset child resources ``parallelized``.
 
-Run (from /work/main)::
+Run (from the repository root)::
 
     .venv/bin/python bench/benchmark.py --datasets 1000 --latency 0.1
 
@@ -301,7 +301,7 @@ def pipeline_command(date: dt.date) -> list[str]:
     script = Path(sys.executable).parent / "usage-pipeline"
     found = str(script) if script.exists() else shutil.which("usage-pipeline")
     if not found:
-        raise SystemExit("usage-pipeline is not installed (pip install -e /work/main)")
+        raise SystemExit("usage-pipeline is not installed: run `pip install -e .` at the repository root")
     return [found, "refresh", "--date", date.isoformat()]
 
 

@@ -4,7 +4,7 @@ Labels: ``usage_pipeline_tests/data/discussion_themes.csv`` (``split`` is ``tune
 real data.gouv.fr sample in ``../shared/fixtures`` (read in place, never copied). A message is the producer's when
 its author is a member of the dataset's organization; only the reusers' messages are classified.
 
-Run (from /work/main)::
+Run (from the repository root)::
 
     .venv/bin/python bench/evaluate_themes.py            # tune and heldout tables, heldout confusion matrix
     .venv/bin/python bench/evaluate_themes.py --split tune
