@@ -3,7 +3,6 @@
 import warnings
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.checks.freshness import build_freshness
 from usage_pipeline.checks.raw import raw_checks
@@ -24,6 +23,11 @@ from usage_pipeline.publish import build_publish_asset
 from usage_pipeline.settings import Settings
 from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, survey_responses
 from usage_pipeline.surveys.sensors import SURVEY_JOB_NAME, survey_files
+from usage_pipeline.warehouse import Warehouse
+
+# Run monitoring fails a run still in progress after this long (a crashed worker the daemon cannot see, say),
+# so that it never holds the usage_warehouse pool for good.
+MAX_RUNTIME = {"dagster/max_runtime": str(6 * 3600)}
 
 # The single-run backfill policy is what makes one run a day possible; Dagster still labels it beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -33,7 +37,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Every resource, configured by ``settings``: the assets and sensors read paths and options from here."""
     return {
         "udata": UdataResource.from_settings(settings),
-        "warehouse": DuckDBResource(database=str(settings.paths.warehouse)),
+        "warehouse": Warehouse(database=str(settings.paths.warehouse), lock_wait=settings.warehouse_lock_wait),
         "data_dir": settings.paths,
         "link_checker": ReuseLinkChecker(enabled=settings.link_checks),
         "alerts": DiscussionAlerts(webhook_url=settings.alert_webhook_url, answer_sla_days=settings.answer_sla_days),
@@ -65,12 +69,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         selection=dg.AssetSelection.all() - dg.AssetSelection.checks(freshness),
         executor_def=dg.in_process_executor,  # one process, one DuckDB writer at a time
         description="Snapshot every followed dataset for one date (one run), rebuild the models, publish.",
+        tags=MAX_RUNTIME,
     )
     survey_job = dg.define_asset_job(
         SURVEY_JOB_NAME,
         selection=dg.AssetSelection.assets(SURVEY_RESPONSES_KEY).downstream() - dg.AssetSelection.checks(freshness),
         executor_def=dg.in_process_executor,
         description="Ingest new or changed survey files, rebuild what reads them, publish.",
+        tags=MAX_RUNTIME,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return dg.Definitions(

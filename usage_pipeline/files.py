@@ -32,8 +32,8 @@ def staged(target: Path) -> Iterator[Path]:
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            temporary.unlink(missing_ok=True)
+        for sibling in temporary.parent.glob(f"{temporary.name}*"):  # the file, and what a writer put beside it
+            sibling.unlink(missing_ok=True)  # (a DuckDB file's .wal)
 
 
 def write_atomically(path: Path, content: str | bytes) -> None:
@@ -43,3 +43,18 @@ def write_atomically(path: Path, content: str | bytes) -> None:
             temporary.write_text(content, encoding="utf-8")
         else:
             temporary.write_bytes(content)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Delete what `staged` left in ``folder`` when its process was killed mid-way; returns what was removed.
+
+    Call it only while no other process may be staging there (the pipeline runs one writer at a time).
+    """
+    removed = []
+    for leftover in folder.glob(f".*{TEMPORARY_SUFFIX}*") if folder.is_dir() else ():  # and a DuckDB file's .wal
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed

@@ -13,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.checks.validation import validator_for
 from usage_pipeline.data_dir import DataDir
-from usage_pipeline.files import staged
+from usage_pipeline.files import remove_leftovers, staged
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
 from usage_pipeline.models import SqlModel, comment_model
 from usage_pipeline.warehouse import sql_string
@@ -30,6 +30,8 @@ def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_d
     """
     parquet_dir = published_dir / "parquet"
     parquet_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (published_dir, parquet_dir, published_dir / "reports"):
+        remove_leftovers(folder)  # of a publication killed mid-way
     rows: dict[str, int] = {}
     with ExitStack() as files:
         database = files.enter_context(staged(published_dir / "usage.duckdb"))

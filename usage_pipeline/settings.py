@@ -70,6 +70,7 @@ class Settings:
     alert_webhook_url: str | None = None
     answer_sla_days: int = 7
     link_checks: bool = True
+    warehouse_lock_wait: float = 600.0
 
     def __post_init__(self) -> None:
         # Resolved once, here: Dagster, Great Expectations and the demo may run from another working directory.
@@ -111,4 +112,7 @@ class Settings:
             alert_webhook_url=env.get("USAGE_ALERT_WEBHOOK_URL", "").strip() or None,
             answer_sla_days=_bounded_int("USAGE_ANSWER_SLA_DAYS", env.get("USAGE_ANSWER_SLA_DAYS", "7"), 1, 3650),
             link_checks=_flag("USAGE_LINK_CHECKS", env.get("USAGE_LINK_CHECKS", "1")),
+            warehouse_lock_wait=float(
+                _positive_number("USAGE_WAREHOUSE_LOCK_WAIT", env.get("USAGE_WAREHOUSE_LOCK_WAIT", "600"), float)
+            ),
         )

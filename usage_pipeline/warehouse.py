@@ -7,13 +7,69 @@ the published copy instead (publish.py).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
 import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
+
+LOCK_RETRY_CAP = 30.0  # seconds between two attempts at most
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
+
+
+class WarehouseLocked(RuntimeError):
+    """Another process kept the warehouse file locked longer than the wait allowed."""
+
+
+class Warehouse(DuckDBResource):
+    """The warehouse file, opened for writing; waits for another process holding it, at most ``lock_wait`` seconds.
+
+    DuckDB lets one process write a file. When another one holds it (a SQL client left open, a second
+    `usage-pipeline refresh`), the connection is retried with exponential backoff (a log line each time, naming
+    the holder when DuckDB says) until ``lock_wait`` seconds have passed, then `WarehouseLocked` names the file,
+    the holder and what to do.
+    """
+
+    lock_wait: float = 600.0
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = self._connect()
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        started, delay = time.monotonic(), 0.5
+        while True:
+            try:
+                return duckdb.connect(
+                    self.database, config={"custom_user_agent": "usage_pipeline", **self.connection_config}
+                )
+            except duckdb.IOException as error:
+                holder = _LOCK_HOLDER.search(str(error))
+                if "lock" not in str(error).lower():
+                    raise
+                waited = time.monotonic() - started
+                who = f"{holder.group(1)} (PID {holder.group(2)})" if holder else "another process"
+                if waited + delay > self.lock_wait:
+                    raise WarehouseLocked(
+                        f"{self.database} is locked by {who}: waited {waited:.0f}s (USAGE_WAREHOUSE_LOCK_WAIT="
+                        f"{self.lock_wait:g}). Close the SQL client or let the other run finish (BI tools read "
+                        "published/usage.duckdb, never the warehouse), then run again."
+                    ) from None
+                dg.get_dagster_logger().warning(
+                    f"{self.database} is locked by {who}; trying again in {delay:.1f}s "
+                    f"(waited {waited:.0f}s of {self.lock_wait:g}s)"
+                )
+                time.sleep(delay)
+                delay = min(LOCK_RETRY_CAP, delay * 2)
 
 
 @dataclass(frozen=True)
@@ -35,11 +91,15 @@ def table_schema(columns: dict[str, Column]) -> dg.TableSchema:
 
 @dataclass(frozen=True)
 class RawTable:
-    """A raw table: the portal's JSON as returned, one row per object and snapshot date."""
+    """A raw table: the portal's JSON as returned, one row per object and snapshot date.
+
+    A run replaces, for its date, the rows whose ``key`` it fetched (the dataset id, for most tables).
+    """
 
     name: str
     description: str
     columns: dict[str, Column]
+    key: str = "dataset_id"
 
     @property
     def qualified(self) -> str:
@@ -71,6 +131,7 @@ RAW_TABLES: tuple[RawTable, ...] = (
             "organization_id": Column("VARCHAR", "data.gouv.fr organization id."),
             "payload": _PAYLOAD,
         },
+        key="organization_id",
     ),
     RawTable(
         "discussions",
@@ -102,6 +163,38 @@ RAW_TABLES: tuple[RawTable, ...] = (
             "metric_month": Column("VARCHAR", "The month, YYYY-MM."),
             "payload": _PAYLOAD,
         },
+    ),
+    RawTable(
+        "followed_entries",
+        "One row per entry of USAGE_ORGANIZATIONS and USAGE_DATASETS and snapshot date: what the portal said of "
+        "it. The id an entry resolved to is remembered: a renamed or deleted slug is then followed by its id.",
+        {
+            "snapshot_date": _SNAPSHOT,
+            "kind": Column("VARCHAR", "organization or dataset."),
+            "configured_as": Column("VARCHAR", "The id or slug as written in the setting."),
+            "resolved_id": Column("VARCHAR", "The data.gouv.fr id it resolves (or resolved before) to; null if never."),
+            "http_status": Column("INTEGER", "What the configured key answered: 200, 404, 410; null without answer."),
+            "status": Column(
+                "VARCHAR",
+                "active; renamed (the key no longer answers, its former id does); gone (404/410); unreachable.",
+            ),
+            "detail": Column("VARCHAR", "What happened, in words (empty when active)."),
+        },
+        key="configured_as",
+    ),
+    RawTable(
+        "fetch_failures",
+        "One row per part of the portal that did not answer after every retry on a snapshot date: the rows it "
+        "would have replaced keep their previous state, and the next run fetches it again.",
+        {
+            "snapshot_date": _SNAPSHOT,
+            "subject": Column("VARCHAR", "The dataset id (or the organization) the part was about."),
+            "part": Column("VARCHAR", "organization, listing, dataset, discussions, reuses or metrics."),
+            "url": Column("VARCHAR", "The request that failed."),
+            "http_status": Column("INTEGER", "Its last HTTP status; null for a timeout or a connection error."),
+            "error": Column("VARCHAR", "What the client said when it gave up."),
+        },
+        key="subject",
     ),
 )
 
@@ -202,28 +295,29 @@ def accept_incoming(
     replaced: dict[dt.date, Sequence[str]],
     rejected: dict[str, list[str]],
     run_id: str,
+    kept: Iterable[str] = (),
 ) -> tuple[int, int]:
-    """Replace each date's partitions by the incoming rows, except rejected datasets' rows, which go to quarantine.
+    """Replace each date's partitions by the incoming rows, except rejected keys' rows, which go to quarantine.
 
-    ``replaced`` maps a snapshot date to the keys whose partitions are replaced; ``rejected`` maps a dataset
-    to the blocking checks it failed (its raw rows keep their previous state). Returns (accepted, quarantined).
-    The caller holds the transaction.
+    ``replaced`` maps a snapshot date to the keys (``table.key`` values) whose rows are replaced; ``rejected``
+    maps a dataset to the blocking checks it failed, ``kept`` lists keys whose part of the portal could not be
+    fetched: both keep their previous rows. Returns (accepted, quarantined). The caller holds the transaction.
     """
-    key = "organization_id" if table.name == "organizations" else "dataset_id"
-    kept = [k for k in {k for keys in replaced.values() for k in keys} if k not in rejected]
+    untouched = set(rejected) | set(kept)
+    kept_keys = [k for k in {k for keys in replaced.values() for k in keys} if k not in untouched]
     for snapshot_date, keys in replaced.items():
         conn.execute(
-            f"DELETE FROM {table.qualified} WHERE snapshot_date = ? AND {key} IN (SELECT unnest(?::VARCHAR[]))",
-            [snapshot_date, [k for k in keys if k not in rejected]],
+            f"DELETE FROM {table.qualified} WHERE snapshot_date = ? AND {table.key} IN (SELECT unnest(?::VARCHAR[]))",
+            [snapshot_date, [k for k in keys if k not in untouched]],
         )
     columns = ", ".join(table.columns)
     source = incoming(table)
     accepted = conn.execute(
         f"INSERT INTO {table.qualified} ({columns}) SELECT {columns} FROM {source} "
-        f"WHERE {key} IN (SELECT unnest(?::VARCHAR[]))",
-        [kept],
+        f"WHERE {table.key} IN (SELECT unnest(?::VARCHAR[]))",
+        [kept_keys],
     ).fetchone()[0]
-    if key != "dataset_id" or not rejected:
+    if table.key != "dataset_id" or not rejected:
         return accepted, 0
     checks = pl.DataFrame({"dataset_id": list(rejected), "failed_checks": list(rejected.values())})
     with registered(conn, "rejected_datasets", checks):
@@ -243,3 +337,21 @@ def datasets_with_metrics_history(conn: duckdb.DuckDBPyConnection, before: dt.da
     """
     query = "SELECT DISTINCT dataset_id FROM raw.metrics_monthly WHERE snapshot_date < ?"
     return {row[0] for row in conn.execute(query, [before]).fetchall()}
+
+
+def remembered_ids(conn: duckdb.DuckDBPyConnection, table: str = "raw.followed_entries") -> dict[tuple[str, str], str]:
+    """The id each configured entry last resolved to, from ``table`` (raw.followed_entries, or its published
+    summary reporting.followed_entries); empty when the table does not exist yet."""
+    schema, name = table.split(".")
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, name]
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    rows = conn.execute(
+        f"SELECT kind, configured_as, arg_max(resolved_id, snapshot_date) FROM {table} "
+        "WHERE resolved_id IS NOT NULL GROUP BY kind, configured_as"
+        if schema == "raw"
+        else f"SELECT kind, configured_as, resolved_id FROM {table} WHERE resolved_id IS NOT NULL"
+    ).fetchall()
+    return {(kind, configured): resolved for kind, configured, resolved in rows}

@@ -22,9 +22,11 @@ from usage_pipeline.insights.alerts import (
     CursorState,
     Discussion,
     DiscussionAlerts,
+    EntryAlert,
     discussion_alerts,
     format_message,
     pending_alerts,
+    pending_entry_alerts,
     post,
 )
 
@@ -209,7 +211,7 @@ def test_baseline_then_new_then_sla_then_restart(
     assert "Fichier introuvable" in text and f"({url_of('d1')})" in text and "**10 days**" in text
     assert "Mise à jour" not in text, "7 days is not over a 7-day SLA"
     assert receiver.user_agents[0] == USER_AGENT
-    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2"], "sla": ["d1"]}
+    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2"], "sla": ["d1"], "entries": []}
     assert "sent one message" in message and SECRET not in message
 
     cursor, message = tick(resources, cursor, dagster_instance)
@@ -225,7 +227,7 @@ def test_baseline_then_new_then_sla_then_restart(
     assert f"[Colonne vide dans le CSV]({url_of('d3')})" in text
     assert "Baromètre des résultats" in text and "Ada Lovelace" in text and "reliability" in text
     assert "Fichier introuvable" not in text and "Mise à jour" not in text
-    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2", "d3"], "sla": ["d1"]}
+    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2", "d3"], "sla": ["d1"], "entries": []}
 
     cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 2, "the new discussion is not announced twice"
@@ -269,7 +271,7 @@ def test_failing_webhook_keeps_alerts_pending(
     text = receiver.texts[0]
     assert "Colonne vide dans le CSV" in text and "Fichier introuvable" in text
     assert "1 new" in text and "1 waiting" in text
-    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d3"], "sla": ["d1"]}
+    assert json.loads(cursor) == {"v": 1, "new": ["d1", "d3"], "sla": ["d1"], "entries": []}
     tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 1
 
@@ -279,7 +281,9 @@ def test_unreachable_webhook_does_not_raise(dagster_instance: dg.DagsterInstance
     resources = alert_resources(published_dir, f"http://127.0.0.1:9/{SECRET}")  # discard port
     cursor, message = tick(resources, None, dagster_instance)
     assert "unreachable" in message and "127.0.0.1:9" in message and SECRET not in message
-    assert json.loads(cursor) == {"v": 1, "new": ["d1"], "sla": []}, "baseline kept, SLA alert still pending"
+    assert json.loads(cursor) == {"v": 1, "new": ["d1"], "sla": [], "entries": []}, (
+        "baseline kept, SLA alert still pending"
+    )
 
 
 def test_baseline_failure_does_not_turn_into_new_alerts(
@@ -345,9 +349,27 @@ def test_state_records_sent_alerts_only() -> None:
     alerts = pending_alerts([discussion("x"), discussion("y")], [awaiting("y", 9)], CursorState(), 7)
     assert [(alert.kind, alert.discussion_id) for alert in alerts] == [("new", "x"), ("new", "y"), ("sla", "y")]
     state = CursorState().mark_sent(alerts[:1])
-    assert state.to_cursor() == '{"v":1,"new":["x"],"sla":[]}'
+    assert state.to_cursor() == '{"v":1,"new":["x"],"sla":[],"entries":[]}'
     assert CursorState.from_cursor(state.to_cursor()) == state
     assert CursorState.from_cursor(None) is None and CursorState.from_cursor("") is None
+    # A cursor written before entries were told still reads.
+    assert CursorState.from_cursor('{"v":1,"new":["x"],"sla":[]}') == state
+
+
+def test_settings_no_longer_resolving_are_told_once_per_status() -> None:
+    gone = EntryAlert(
+        "organization", "ville-de-test", "gone", "https://p/api/1/organizations/ville-de-test/ answers 410"
+    )
+    renamed = EntryAlert("dataset", "old-slug", "renamed", "'old-slug' answers 404; followed by the id it had")
+    first = pending_entry_alerts([gone, renamed], None)
+    assert first == [gone, renamed], "at baseline too: a producer turning alerts on wants to know"
+    state = CursorState().mark_sent([], first)
+    assert pending_entry_alerts([gone, renamed], state) == []
+    deleted = EntryAlert("dataset", "old-slug", "gone", "answers 410")
+    assert pending_entry_alerts([gone, deleted], state) == [deleted], "a new status is told again"
+    text = format_message([], 7, first)
+    assert text.splitlines()[0].endswith("2 setting(s) no longer resolving")
+    assert "- organization `ville-de-test`: gone (https://p/api/1/organizations/ville-de-test/ answers 410)" in text
 
 
 def test_message_is_capped_grouped_and_safe() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from usage_pipeline.dates import month_key
 from usage_pipeline.ingest.crawl import Crawl, crawl, discover, validate_partition_key
-from usage_pipeline.portal.client import PortalClient, PortalError
+from usage_pipeline.portal.client import PortalClient
 from usage_pipeline.portal.udata import Udata, is_object_id
 
 PORTAL = "https://portal.test"
@@ -77,11 +77,14 @@ class FakePortal:
         ]
     )
     ignore_for: bool = False  # answer every discussion whatever the `for=` filter says
+    failing: set[str] = field(default_factory=set)  # path parts or query values whose requests answer 503
     requests: list[httpx.Request] = field(default_factory=list)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         params = request.url.params
+        if any(token in request.url.path for token in self.failing) or set(params.values()) & self.failing:
+            return httpx.Response(503, text="<html>Service Unavailable</html>")
         if request.url.host == "metrics.test":
             return self._metrics(request)
         match request.url.path.strip("/").split("/"):
@@ -145,12 +148,14 @@ class FakePortal:
 
 
 def run(portal: FakePortal, use: Callable[[Udata], Awaitable[Any]]) -> Any:
+    """``use`` on a Udata over ``portal``; a failing request is given up at once (no retry, no wait)."""
+
     async def no_sleep(delay: float) -> None:
         raise AssertionError(f"unexpected retry (sleep {delay})")
 
     async def main() -> Any:
         async with PortalClient(
-            transport=httpx.MockTransport(portal.handle), sleep=no_sleep, rng=random.Random(0)
+            transport=httpx.MockTransport(portal.handle), sleep=no_sleep, rng=random.Random(0), max_elapsed=0
         ) as client:
             return await use(Udata(client, PORTAL, METRICS))
 
@@ -210,9 +215,15 @@ def test_discover_resolves_the_organization_slug_and_appends_extra_datasets() ->
     """Org datasets first (listed by id), then extras resolved to ids; a 410 extra is kept as given; no duplicates."""
     portal = FakePortal()
 
-    keys = run(portal, lambda udata: discover(udata, ["org-a"], ["four", GONE, D1]))
+    discovery = run(portal, lambda udata: discover(udata, ["org-a"], ["four", GONE, D1]))
 
-    assert keys == [D1, D2, D3, D4, GONE]
+    assert discovery.keys == [D1, D2, D3, D4, GONE]
+    assert [(entry.configured_as, entry.status) for entry in discovery.entries] == [
+        ("org-a", "active"),
+        ("four", "active"),
+        (GONE, "gone"),
+        (D1, "active"),
+    ]
     assert portal.paths("/api/1/organizations/") == ["/api/1/organizations/org-a/"]
     (listing,) = portal.calls("/api/1/datasets/")
     assert listing["organization"] == ORG_A
@@ -220,9 +231,30 @@ def test_discover_resolves_the_organization_slug_and_appends_extra_datasets() ->
     assert listing_request.headers["X-Fields"] == "data{id},next_page"
 
 
-def test_discover_refuses_an_unknown_organization() -> None:
-    with pytest.raises(PortalError, match="no-such-org"):
-        run(FakePortal(), lambda udata: discover(udata, ["no-such-org"], []))
+def test_discover_reports_an_unknown_organization_and_follows_the_others() -> None:
+    discovery = run(FakePortal(), lambda udata: discover(udata, ["no-such-org", "org-b"], []))
+
+    assert discovery.keys == [D4]
+    (problem,) = discovery.problems
+    assert (problem.kind, problem.configured_as, problem.status, problem.http_status) == (
+        "organization",
+        "no-such-org",
+        "gone",
+        404,
+    )
+    assert problem.describe().startswith("USAGE_ORGANIZATIONS names 'no-such-org': gone (")
+
+
+def test_a_renamed_organization_is_followed_by_the_id_it_resolved_to_before() -> None:
+    portal = FakePortal()
+    portal.organizations[ORG_A]["slug"] = "org-a-renamed"
+
+    discovery = run(portal, lambda udata: discover(udata, ["org-a"], [], {("organization", "org-a"): ORG_A}))
+
+    assert discovery.keys == [D1, D2, D3]
+    (entry,) = discovery.entries
+    assert (entry.status, entry.resolved_id, entry.http_status) == ("renamed", ORG_A, 404)
+    assert "followed by the id it had" in entry.detail
 
 
 # --- crawl --------------------------------------------------------------------------------------------------
@@ -366,6 +398,59 @@ def test_crawl_goes_on_when_the_organization_of_an_extra_dataset_is_gone() -> No
     assert set(result.organizations) == {ORG_A}
 
 
-def test_discover_refuses_an_extra_slug_the_portal_does_not_resolve() -> None:
-    with pytest.raises(PortalError, match=r"USAGE_DATASETS names 'old-slug'.*give the dataset's id"):
-        run(FakePortal(), lambda udata: discover(udata, [], ["old-slug"]))
+def test_a_gone_slug_is_reported_and_its_remembered_id_stays_followed() -> None:
+    never_seen = run(FakePortal(), lambda udata: discover(udata, [], ["old-slug", "four"]))
+    assert never_seen.keys == [D4]
+    assert [(e.configured_as, e.status, e.resolved_id) for e in never_seen.entries] == [
+        ("old-slug", "gone", None),
+        ("four", "active", D4),
+    ]
+
+    remembered = run(FakePortal(), lambda udata: discover(udata, [], ["old-slug"], {("dataset", "old-slug"): GONE}))
+    assert remembered.keys == [GONE], "its id stays a partition: the daily run records it as gone"
+    assert remembered.entries[0].status == "gone" and remembered.entries[0].http_status == 410
+
+
+# --- a part of the portal failing ---------------------------------------------------------------------------
+
+
+def test_a_failing_batch_of_discussions_is_recorded_and_everything_else_lands() -> None:
+    portal = FakePortal(failing={"/api/1/discussions/"})
+
+    result = run_crawl(portal)
+
+    assert set(result.datasets) == {D1, D2, D4} and result.reuses == {D1: portal.reuses[D1]}
+    assert result.discussions == {}
+    assert sorted(failure.subject for failure in result.failures) == [D1, D2, D4]
+    failure = result.failures[0]
+    assert (failure.part, failure.http_status) == ("discussions", None)
+    assert failure.url.startswith(f"{PORTAL}/api/1/discussions/?for=") and "HTTP 503" in failure.error
+
+
+def test_the_metrics_api_down_keeps_every_dataset_without_metrics_and_the_rest_lands() -> None:
+    portal = FakePortal(failing={"/api/datasets/data/"})
+
+    result = run_crawl(portal)
+
+    assert result.metrics == {}
+    assert {(failure.part, failure.subject) for failure in result.failures} == {
+        ("metrics", D1),
+        ("metrics", D2),
+        ("metrics", D4),
+    }
+    assert set(result.datasets) == {D1, D2, D4} and set(result.discussions) == {D1, D4}
+
+
+def test_a_dataset_that_does_not_answer_is_a_failure_not_a_gone_dataset() -> None:
+    portal = FakePortal(failing={D4})
+
+    result = run_crawl(portal, configured_datasets=[D4, "old-slug"])
+
+    assert D4 not in result.datasets and D4 not in result.gone
+    assert [(f.part, f.subject) for f in result.failures] == [("dataset", D4)]
+    assert D4 not in {key for params in portal.calls("/api/1/discussions/") for key in params.get_list("for")}
+    assert [(e.configured_as, e.status) for e in result.entries] == [
+        ("org-a", "active"),
+        (D4, "unreachable"),
+        ("old-slug", "gone"),
+    ]

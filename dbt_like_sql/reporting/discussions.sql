@@ -20,7 +20,7 @@
 --   status VARCHAR: closed, answered or awaiting_producer (see the table description).
 --   theme VARCHAR: What it is about: accessibility, freshness, reliability, usability or other (see staging.discussion_themes).
 --   theme_evidence VARCHAR[]: The words of the discussion that decided the theme.
---   removed_date DATE: First snapshot of the dataset without the discussion (deleted or moderated); null while listed.
+--   removed_date DATE: First snapshot of the dataset whose discussions were fetched without this one (deleted or moderated); null while listed.
 with latest as (
     select dataset_id, discussion_id, payload, snapshot_date as last_seen_date
     from raw.discussions
@@ -33,6 +33,11 @@ removed as (
         on snapshots.dataset_id = latest.dataset_id
         and snapshots.http_status = 200
         and snapshots.snapshot_date > latest.last_seen_date
+    -- a day whose discussions could not be fetched tells nothing about them
+    anti join raw.fetch_failures as failures
+        on failures.subject = snapshots.dataset_id
+        and failures.snapshot_date = snapshots.snapshot_date
+        and failures.part = 'discussions'
     group by latest.discussion_id
 ),
 threads as (

@@ -20,7 +20,7 @@
 --   created_at TIMESTAMP WITH TIME ZONE: When the reuse was published on the portal.
 --   first_seen_date DATE: First snapshot date on which the reuse appeared on that dataset.
 --   last_seen_date DATE: Latest snapshot date on which the reuse appeared on that dataset.
---   removed_date DATE: First snapshot of the dataset after last_seen_date (the reuse was gone); null while listed.
+--   removed_date DATE: First snapshot of the dataset after last_seen_date whose reuses were fetched (the reuse was gone); null while listed.
 --   link_checked_at TIMESTAMP WITH TIME ZONE: When the reuse's address was last checked; null if never.
 --   link_ok BOOLEAN: Whether the last check of the address succeeded.
 --   link_broken BOOLEAN: True when the last 3 checks of the address all failed.
@@ -39,6 +39,11 @@ removed as (
     from seen
     join raw.dataset_snapshots as snapshots
         on snapshots.dataset_id = seen.dataset_id and snapshots.snapshot_date > seen.last_seen_date
+    -- a day whose reuses could not be fetched tells nothing about them
+    anti join raw.fetch_failures as failures
+        on failures.subject = snapshots.dataset_id
+        and failures.snapshot_date = snapshots.snapshot_date
+        and failures.part = 'reuses'
     group by all
 ),
 checks as (

@@ -29,6 +29,8 @@ MONTHLY_METRICS_VALID = "monthly_metrics_valid"
 COUNTERS_NEVER_DECREASE = "counters_never_decrease"
 NO_SUDDEN_JUMPS = "no_sudden_jumps"
 DISCUSSION_COUNTS_AGREE = "discussion_counts_agree"
+FOLLOWED_ENTRIES_RESOLVE = "followed_entries_resolve"
+PORTAL_PARTS_FETCHED = "portal_parts_fetched"
 SNAPSHOTS_FRESH = "snapshots_fresh"
 
 
@@ -252,6 +254,25 @@ def raw_checks(discussion_count_tolerance: int) -> list[Check]:
                 gxe.ExpectColumnValuesToBeBetween(column="difference", max_value=discussion_count_tolerance)
             ],
             severity=dg.AssetCheckSeverity.WARN,
+        ),
+        Check(
+            FOLLOWED_ENTRIES_RESOLVE,
+            "Every organization and dataset named in USAGE_ORGANIZATIONS and USAGE_DATASETS still answers under "
+            "that id or slug. One that answers 404/410 is recorded (reporting.followed_entries) and, when the id "
+            "it resolved to before still answers, followed by that id; the other datasets are snapshotted anyway.",
+            "select kind, configured_as, resolved_id, http_status, status, detail from incoming_followed_entries",
+            lambda scope: [gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["active"])],
+            severity=dg.AssetCheckSeverity.WARN,
+            dataset_column="configured_as",
+        ),
+        Check(
+            PORTAL_PARTS_FETCHED,
+            "Every part of the portal answered (a dataset, a batch of discussions, a dataset's reuses, the metrics "
+            "API...). A part that failed after every retry keeps its previous rows and is fetched again next run.",
+            "select subject, part, url, http_status, error from incoming_fetch_failures",
+            lambda scope: [gxe.ExpectTableRowCountToEqual(value=0)],
+            severity=dg.AssetCheckSeverity.WARN,
+            dataset_column="subject",
         ),
     ]
 

@@ -12,6 +12,7 @@ SCHEMA_MATCHES = "schema_matches"
 VALUES_VALID = "values_valid"
 DISCUSSION_STATUSES = ("closed", "answered", "awaiting_producer")
 DATASET_STATUSES = ("active", "archived", "gone")
+ENTRY_STATUSES = ("active", "renamed", "gone", "unreachable")
 NULLABLE_GRAIN = {"quality_results": {"dataset_id"}}  # the summary row of a check names no dataset
 
 
@@ -47,6 +48,10 @@ TABLE_EXPECTATIONS = {
         _not_future("created_at", scope),
     ],
     "datasets": lambda scope: [gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(DATASET_STATUSES))],
+    "followed_entries": lambda scope: [
+        gxe.ExpectColumnValuesToBeInSet(column="kind", value_set=["organization", "dataset"]),
+        gxe.ExpectColumnValuesToBeInSet(column="status", value_set=list(ENTRY_STATUSES)),
+    ],
     "discussions_awaiting_answer": lambda scope: [
         *_at_least_zero("waiting_days"),
         gxe.ExpectColumnValuesToBeInSet(column="theme", value_set=list(THEMES)),

@@ -61,6 +61,9 @@ class World:
     deleted: set[str] = field(default_factory=set)
     metrics_rows: list[dict] = field(default_factory=list)
     today: dt.date | None = None  # the world's current day, moved on by `demo.world.advance_day`
+    # Injected faults, for tests: endpoint label (optionally ":<a path segment or query value>") -> HTTP status,
+    # e.g. {"discussions": 500} or {"reuses:<dataset id>": 503}.
+    failing: dict[str, int] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @classmethod
@@ -88,6 +91,14 @@ class World:
     def organization_of(self, dataset_id: str) -> dict:
         """The organization that publishes a dataset."""
         return self.organizations[self.entries[dataset_id]["organization_id"]]
+
+    def injected_failure(self, label: str, path: str, values: list[str]) -> int | None:
+        """The status `failing` asks this request to answer, if any."""
+        for key, status in self.failing.items():
+            name, _, value = key.partition(":")
+            if name == label and (not value or value in path.split("/") or value in values):
+                return status
+        return None
 
 
 class ApiError(Exception):
@@ -404,7 +415,10 @@ class _Handler(JsonHandler):
         request = _Request(portal.world, f"http://{host}", url.path, parse_qsl(url.query, keep_blank_values=True))
         status = 200
         with portal.world.lock:
+            injected = portal.world.injected_failure(label, url.path, [value for _, value in request.query])
             try:
+                if injected:
+                    raise ApiError(injected, "injected failure")
                 payload = answer(request)
             except ApiError as error:
                 status, payload = error.status, {"message": error.message}

@@ -3,7 +3,7 @@
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -12,14 +12,16 @@ from usage_pipeline.checks.validation import Check, Outcome, RunScope, record_ou
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.crawl import Crawl, crawl
 from usage_pipeline.ingest.partitions import DATASET_DIMENSION, DATE_DIMENSION
-from usage_pipeline.ingest.records import raw_rows
+from usage_pipeline.ingest.records import kept_keys, raw_rows
 from usage_pipeline.portal.client import ClientStats
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.warehouse import (
     RAW_TABLES,
+    RawTable,
     accept_incoming,
     create_warehouse_tables,
     datasets_with_metrics_history,
+    remembered_ids,
     stage_incoming,
     transaction,
 )
@@ -45,6 +47,18 @@ def run_partitions(partition_keys: list[dg.MultiPartitionKey]) -> tuple[dt.date,
             "so launch one run per date (the schedule and `refresh` do)"
         )
     return dt.date.fromisoformat(dates.pop()), [key.keys_by_dimension[DATASET_DIMENSION] for key in partition_keys]
+
+
+def replaced_keys(table: RawTable, result: Crawl, dataset_ids: Sequence[str]) -> list[str]:
+    """The keys of ``table`` a run replaces for its date: its datasets, or the organizations and configured
+    entries it asked about."""
+    if table.key == "organization_id":
+        return list(result.organizations)
+    if table.key == "configured_as":
+        return [entry.configured_as for entry in result.entries]
+    if table.key == "subject":
+        return [*dataset_ids, *result.organizations, *(entry.configured_as for entry in result.entries)]
+    return list(dataset_ids)
 
 
 def land_snapshot(
@@ -76,13 +90,15 @@ def land_snapshot(
                 if outcome.check.blocking and outcome.check.raw_table:
                     for dataset_id in outcome.failing_datasets:
                         rejected[outcome.check.raw_table].setdefault(dataset_id, []).append(outcome.check.name)
+        kept = kept_keys(result)
         written = {
             table.qualified: accept_incoming(
                 conn,
                 table,
-                {scope.run_date: list(result.organizations) if table.name == "organizations" else scope.dataset_ids},
+                {scope.run_date: replaced_keys(table, result, scope.dataset_ids)},
                 rejected[table.name],
                 scope.run_id,
+                kept.get(table.name, ()),
             )
             for table in RAW_TABLES
         }
@@ -130,7 +146,17 @@ def build_raw_snapshot_asset(partitions_def: dg.MultiPartitionsDefinition, check
         with warehouse.get_connection() as conn:
             create_warehouse_tables(conn)
             with_history = datasets_with_metrics_history(conn, before=snapshot_date)
-        result, stats = asyncio.run(_crawl(udata, keys, snapshot_date, with_history, config, context.log.info))
+            remembered = remembered_ids(conn)
+        result, stats = asyncio.run(
+            _crawl(udata, keys, snapshot_date, with_history, remembered, config, context.log.info)
+        )
+        for entry in result.entries:
+            if entry.status != "active":
+                context.log.warning(entry.describe())
+        for failure in result.failures:
+            context.log.warning(
+                f"not fetched, previous rows kept: {failure.part} of {failure.subject}: {failure.error}"
+            )
         context.log.info(
             f"{stats.requests} requests ({stats.retries} retries, {stats.bytes_received / 1e6:.1f} MB received)"
         )
@@ -144,6 +170,15 @@ def build_raw_snapshot_asset(partitions_def: dg.MultiPartitionsDefinition, check
             metadata={
                 "rows_written": dg.MetadataValue.json({table: list(counts) for table, counts in written.items()}),
                 "gone_datasets": dg.MetadataValue.json(sorted(result.gone)),
+                "entries_not_active": dg.MetadataValue.json(
+                    [entry.describe() for entry in result.entries if entry.status != "active"]
+                ),
+                "parts_not_fetched": dg.MetadataValue.json(
+                    [
+                        f"{failure.part} of {failure.subject}: {failure.url} {failure.http_status}"
+                        for failure in result.failures
+                    ][:50]
+                ),
                 "rejected_datasets": dg.MetadataValue.json(rejected),
                 "requests": dg.MetadataValue.int(stats.requests),
             }
@@ -159,6 +194,7 @@ async def _crawl(
     keys: list[str],
     snapshot_date: dt.date,
     with_history: set[str],
+    remembered: dict[tuple[str, str], str],
     config: SnapshotConfig,
     log: Callable[[str], None],
 ) -> tuple[Crawl, ClientStats]:
@@ -170,6 +206,8 @@ async def _crawl(
             run_date=snapshot_date,
             with_metrics_history=with_history,
             full_metrics_history=config.full_metrics_history,
+            configured_datasets=udata.datasets,
+            remembered=remembered,
             log=log,
         )
         return result, api.client.stats

@@ -1,12 +1,18 @@
-"""What the portal says about a set of datasets today, fetched concurrently and in bulk where the API allows."""
+"""What the portal says about a set of datasets today, fetched concurrently and in bulk where the API allows.
+
+A part of the portal failing after all the client's retries (one dataset, a batch of discussions, the reuses
+of a dataset, the metrics API) never stops the crawl: it becomes a `FetchFailure`, and what it was about keeps
+its previous rows (see `records.py` and `warehouse.accept_incoming`). An entry of the settings that no longer
+resolves (404/410) becomes a `FollowedEntry` that says so, and the other datasets are crawled as usual.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from usage_pipeline.dates import month_key
 from usage_pipeline.portal.client import NotFound, PortalError
@@ -14,6 +20,47 @@ from usage_pipeline.portal.udata import Udata, is_object_id
 
 FORBIDDEN_KEY_CHARACTERS = set(",|[]")
 RECENT_MONTHS = 3  # the current month is partial and the metrics API may still correct the two before
+T = TypeVar("T")
+EntryKind = Literal["organization", "dataset"]
+Part = Literal["organization", "listing", "dataset", "discussions", "reuses", "metrics"]
+Remembered = dict[tuple[str, str], str]  # (kind, configured key) -> the id it resolved to before
+
+
+@dataclass(frozen=True)
+class FollowedEntry:
+    """An organization or dataset named in the settings, and what the portal says of it today.
+
+    ``status``: active (the configured key answers), renamed (it does not, but the id it resolved to before
+    does: followed by that id), gone (404/410, and so does the id remembered), unreachable (no answer after
+    every retry).
+    """
+
+    kind: EntryKind
+    configured_as: str
+    resolved_id: str | None
+    http_status: int | None
+    status: Literal["active", "renamed", "gone", "unreachable"]
+    detail: str = ""
+
+    @property
+    def setting(self) -> str:
+        return "USAGE_ORGANIZATIONS" if self.kind == "organization" else "USAGE_DATASETS"
+
+    def describe(self) -> str:
+        return f"{self.setting} names {self.configured_as!r}: {self.status}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
+
+
+@dataclass(frozen=True)
+class FetchFailure:
+    """A part of the portal that did not answer after every retry: its rows keep their previous state."""
+
+    part: Part
+    subject: str  # the dataset id, or the organization, the part was about
+    url: str
+    http_status: int | None
+    error: str
 
 
 @dataclass
@@ -26,6 +73,39 @@ class Crawl:
     discussions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     reuses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    entries: list[FollowedEntry] = field(default_factory=list)
+    failures: list[FetchFailure] = field(default_factory=list)
+
+    def failed(self, part: str) -> set[str]:
+        """The subjects of the failures of ``part``."""
+        return {failure.subject for failure in self.failures if failure.part == part}
+
+    async def attempt(
+        self, part: Part, subjects: Iterable[str], call: Awaitable[T], *, not_found_raises: bool = False
+    ) -> T | None:
+        """``await call``; when it fails for good, record a failure for each subject and return None.
+
+        With ``not_found_raises``, a 404/410 is an answer (the object is gone): `NotFound` is raised, not recorded.
+        """
+        try:
+            return await call
+        except PortalError as error:
+            if not_found_raises and isinstance(error, NotFound):
+                raise
+            self.failures += [FetchFailure(part, s, error.url, error.status, str(error)) for s in subjects]
+            return None
+
+
+@dataclass
+class Discovery:
+    """What the settings name: the dataset keys to register as partitions, and each configured entry's state."""
+
+    keys: list[str]
+    entries: list[FollowedEntry]
+
+    @property
+    def problems(self) -> list[FollowedEntry]:
+        return [entry for entry in self.entries if entry.status != "active"]
 
 
 def validate_partition_key(key: str) -> str:
@@ -35,51 +115,55 @@ def validate_partition_key(key: str) -> str:
     return key
 
 
+async def resolve(
+    fetch: Callable[[str], Awaitable[dict[str, Any]]], kind: EntryKind, key: str, remembered: Remembered
+) -> tuple[FollowedEntry, dict[str, Any] | None]:
+    """Ask the portal for a configured entry; when its key answers 404/410, try the id it resolved to before."""
+    before = remembered.get((kind, key))
+    try:
+        found = await fetch(key)
+        return FollowedEntry(kind, key, found["id"], 200, "active"), found
+    except NotFound as error:
+        if before and before != key:
+            try:
+                found = await fetch(before)
+                detail = f"{key!r} answers {error.status}; followed by the id it had, {before}: update the setting"
+                return FollowedEntry(kind, key, found["id"], error.status, "renamed", detail), found
+            except NotFound as again:
+                error = again
+        resolved = before or (key if is_object_id(key) else None)
+        return FollowedEntry(kind, key, resolved, error.status, "gone", f"{error.url} answers {error.status}"), None
+    except PortalError as error:
+        return FollowedEntry(kind, key, before, error.status, "unreachable", str(error)), None
+
+
 async def resolve_organizations(
-    udata: Udata, ids_or_slugs: Iterable[str], *, configured: bool = True
-) -> dict[str, dict[str, Any]]:
-    """Organizations by id, from ids or slugs (the `organization=` filter needs ids).
+    udata: Udata, ids_or_slugs: Iterable[str], remembered: Remembered
+) -> tuple[dict[str, dict[str, Any]], list[FollowedEntry]]:
+    """Organizations by id (the `organization=` filter needs ids), and the state of each configured one."""
+    found = await asyncio.gather(
+        *(resolve(udata.organization, "organization", key, remembered) for key in dict.fromkeys(ids_or_slugs))
+    )
+    return {organization["id"]: organization for _, organization in found if organization}, [e for e, _ in found]
 
-    A configured organization the portal does not know is an error; the organization of an extra
-    dataset that is gone is only skipped (its messages then count as the producer's by their
-    `posted_by_organization` alone).
+
+async def discover(
+    udata: Udata, organizations: Iterable[str], datasets: Iterable[str], remembered: Remembered | None = None
+) -> Discovery:
+    """Dataset ids to follow: the configured organizations' datasets, then the extra datasets.
+
+    An entry that no longer resolves is reported in `Discovery.entries`, never raised: the others are followed.
+    A dataset configured by its id stays followed when gone (the daily run records it as gone).
     """
-    wanted = list(dict.fromkeys(ids_or_slugs))
-
-    async def one(key: str) -> dict[str, Any] | None:
-        try:
-            return await udata.organization(key)
-        except NotFound as error:
-            if not configured:
-                return None
-            raise PortalError(
-                f"USAGE_ORGANIZATIONS names {key!r}, which the portal does not know ({error.status})", url=error.url
-            ) from None
-
-    found = await asyncio.gather(*(one(key) for key in wanted))
-    return {organization["id"]: organization for organization in found if organization}
-
-
-async def discover(udata: Udata, organizations: Iterable[str], datasets: Iterable[str]) -> list[str]:
-    """Dataset ids to follow: the configured organizations' datasets, then the extra datasets."""
-    resolved = await resolve_organizations(udata, organizations)
+    remembered = remembered or {}
+    resolved, entries = await resolve_organizations(udata, organizations, remembered)
     listings = await asyncio.gather(*(udata.organization_datasets(org_id, fields="id") for org_id in resolved))
     keys = [item["id"] for listing in listings for item in listing]
-
-    async def extra(key: str) -> str:
-        try:
-            return (await udata.dataset(key, fields="id"))["id"]
-        except NotFound as error:
-            if not is_object_id(key):  # a slug cannot be followed until the portal resolves it to an id
-                raise PortalError(
-                    f"USAGE_DATASETS names {key!r}, which the portal does not know ({error.status}): "
-                    "give the dataset's id (24 hexadecimal characters)",
-                    url=error.url,
-                ) from None
-            return key  # an id is kept as configured: the daily run records it as gone
-
-    keys += await asyncio.gather(*(extra(key) for key in datasets))
-    return [validate_partition_key(key) for key in dict.fromkeys(keys)]
+    extras = await asyncio.gather(
+        *(resolve(lambda key: udata.dataset(key, fields="id"), "dataset", key, remembered) for key in datasets)
+    )
+    keys += [entry.resolved_id for entry, _ in extras if entry.resolved_id]
+    return Discovery([validate_partition_key(key) for key in dict.fromkeys(keys)], entries + [e for e, _ in extras])
 
 
 async def crawl(
@@ -90,6 +174,8 @@ async def crawl(
     run_date: dt.date,
     with_metrics_history: set[str],
     full_metrics_history: bool = False,
+    configured_datasets: Iterable[str] = (),
+    remembered: Remembered | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Crawl:
     """Fetch counters, discussions, reuses and monthly metrics of ``dataset_keys`` as of today.
@@ -99,14 +185,24 @@ async def crawl(
     for datasets whose reuses counter is above zero. Datasets answering 404/410 land in ``gone``.
     ``full_metrics_history`` fetches the whole monthly history of every dataset again (backfill). Months after
     the run's month (a past date refreshed later) are left out: that date could not have seen them.
+    ``configured_datasets`` (USAGE_DATASETS) get a `FollowedEntry` each, like the configured organizations.
     """
+    remembered = remembered or {}
     keys = list(dict.fromkeys(dataset_keys))
     wanted = set(keys)
-    result = Crawl(organizations=await resolve_organizations(udata, organizations))
-    listings = await asyncio.gather(*(udata.organization_datasets(org_id) for org_id in result.organizations))
+    result = Crawl()
+    result.organizations, result.entries = await resolve_organizations(udata, organizations, remembered)
+    for entry in result.entries:
+        if entry.status == "unreachable":
+            result.failures.append(
+                FetchFailure("organization", entry.configured_as, "", entry.http_status, entry.detail)
+            )
+    listings = await asyncio.gather(
+        *(result.attempt("listing", [org_id], udata.organization_datasets(org_id)) for org_id in result.organizations)
+    )
     listed_in: dict[str, str] = {}
     for org_id, listing in zip(result.organizations, listings, strict=True):
-        for item in listing:
+        for item in listing or []:
             if item["id"] in wanted:
                 result.datasets[item["id"]] = item
                 listed_in[item["id"]] = org_id
@@ -114,35 +210,74 @@ async def crawl(
 
     async def single(key: str) -> None:
         try:
-            result.datasets[key] = await udata.dataset(key)
+            found = await result.attempt("dataset", [key], udata.dataset(key), not_found_raises=True)
         except NotFound as error:
             result.gone[key] = error.status or 404
+            return
+        if found is not None:
+            result.datasets[key] = found
 
     await asyncio.gather(*(single(key) for key in keys if key not in result.datasets))
     if result.gone:
         log(f"{len(result.gone)} datasets answered 404/410 and are recorded as gone: {sorted(result.gone)[:10]}")
-    other_orgs = (
-        {(dataset.get("organization") or {}).get("id") for dataset in result.datasets.values()}
-        - set(result.organizations)
-        - {None}
-    )
-    result.organizations |= await resolve_organizations(udata, sorted(other_orgs), configured=False)
+    result.entries += await _dataset_entries(udata, configured_datasets, result, remembered)
+    await _resolve_publishers(udata, result)
 
     found = list(result.datasets)
-    for discussion in await udata.discussions(found):
-        subject = discussion.get("subject") or {}
-        if subject.get("id") in result.datasets:
-            result.discussions.setdefault(subject["id"], []).append(discussion)
+    await _fetch_discussions(udata, result, found)
     log(f"{sum(map(len, result.discussions.values()))} discussions on {len(result.discussions)} datasets")
 
     with_reuses = [key for key in found if (result.datasets[key].get("metrics") or {}).get("reuses", 0) > 0]
-    for key, reuses in zip(with_reuses, await asyncio.gather(*(udata.reuses(k) for k in with_reuses)), strict=True):
-        result.reuses[key] = reuses
+    fetched = await asyncio.gather(*(result.attempt("reuses", [key], udata.reuses(key)) for key in with_reuses))
+    result.reuses = {key: reuses for key, reuses in zip(with_reuses, fetched, strict=True) if reuses is not None}
     log(f"{sum(map(len, result.reuses.values()))} reuses on {len(with_reuses)} datasets with a reuse counter > 0")
 
     await _fetch_metrics(udata, result, listed_in, run_date, with_metrics_history, full_metrics_history)
     log(f"{sum(map(len, result.metrics.values()))} monthly metrics rows for {len(result.metrics)} datasets")
+    if result.failures:
+        parts = sorted({failure.part for failure in result.failures})
+        log(f"{len(result.failures)} parts could not be fetched ({', '.join(parts)}): they keep their previous rows")
     return result
+
+
+async def _dataset_entries(
+    udata: Udata, configured: Iterable[str], result: Crawl, remembered: Remembered
+) -> list[FollowedEntry]:
+    """The state of each dataset of USAGE_DATASETS: from the crawl for an id, asked again for a slug."""
+
+    async def one(key: str) -> FollowedEntry:
+        if is_object_id(key) and key in result.gone:
+            return FollowedEntry("dataset", key, key, result.gone[key], "gone", f"answers {result.gone[key]}")
+        if is_object_id(key) and key in result.datasets:
+            return FollowedEntry("dataset", key, key, 200, "active")
+        entry, _ = await resolve(lambda k: udata.dataset(k, fields="id"), "dataset", key, remembered)
+        return entry
+
+    return list(await asyncio.gather(*(one(key) for key in dict.fromkeys(configured))))
+
+
+async def _resolve_publishers(udata: Udata, result: Crawl) -> None:
+    """The organizations publishing followed datasets that no configured organization covers (their members
+    decide whose messages are the producer's); one that does not answer is only skipped."""
+    others = {(d.get("organization") or {}).get("id") for d in result.datasets.values()} - set(result.organizations)
+    for key in sorted(others - {None}):
+        try:
+            result.organizations[key] = await udata.organization(key)
+        except PortalError:
+            continue  # its messages then count as the producer's by their posted_by_organization alone
+
+
+async def _fetch_discussions(udata: Udata, result: Crawl, found: list[str]) -> None:
+    """Discussions by batches of datasets; a failed batch keeps its datasets' previous discussions."""
+    batches = udata.discussion_batches(found)
+    pages = await asyncio.gather(
+        *(result.attempt("discussions", batch, udata.discussions_of(batch)) for batch in batches)
+    )
+    for page in pages:
+        for discussion in page or []:
+            subject = discussion.get("subject") or {}
+            if subject.get("id") in result.datasets:
+                result.discussions.setdefault(subject["id"], []).append(discussion)
 
 
 async def _fetch_metrics(
@@ -161,25 +296,33 @@ async def _fetch_metrics(
         else {key: listed_in[key] for key in result.datasets if key in with_history and key in listed_in}
     )
     single = [key for key in result.datasets if key not in bulk]
+    organizations = sorted(set(bulk.values()))
     org_rows = await asyncio.gather(
-        *(udata.dataset_months(organization_id=org_id, since=recent) for org_id in sorted(set(bulk.values())))
+        *(
+            result.attempt(
+                "metrics",
+                [key for key, org in bulk.items() if org == org_id],
+                udata.dataset_months(organization_id=org_id, since=recent),
+            )
+            for org_id in organizations
+        )
     )
-    for rows in org_rows:
+    for org_id, rows in zip(organizations, org_rows, strict=True):
+        if rows is None:
+            continue
+        for key in (key for key, org in bulk.items() if org == org_id):
+            result.metrics.setdefault(key, [])
         for row in rows:
             if row.get("dataset_id") in bulk:
-                result.metrics.setdefault(row["dataset_id"], []).append(row)
-    for key in bulk:
-        result.metrics.setdefault(key, [])
+                result.metrics[row["dataset_id"]].append(row)
 
     def since(key: str) -> str | None:
         return recent if key in with_history and not full_history else None
 
-    for key, rows in zip(
-        single,
-        await asyncio.gather(*(udata.dataset_months(dataset_id=k, since=since(k)) for k in single)),
-        strict=True,
-    ):
-        result.metrics[key] = rows
+    fetched = await asyncio.gather(
+        *(result.attempt("metrics", [k], udata.dataset_months(dataset_id=k, since=since(k))) for k in single)
+    )
+    result.metrics |= {key: rows for key, rows in zip(single, fetched, strict=True) if rows is not None}
     run_month = month_key(run_date)
     for key, rows in result.metrics.items():
         result.metrics[key] = [row for row in rows if str(row.get("metric_month") or "") <= run_month]

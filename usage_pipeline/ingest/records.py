@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -37,6 +38,30 @@ _SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "metric_month": pl.String(),
         "payload": pl.String(),
     },
+    "followed_entries": {
+        "snapshot_date": pl.Date(),
+        "kind": pl.String(),
+        "configured_as": pl.String(),
+        "resolved_id": pl.String(),
+        "http_status": pl.Int32(),
+        "status": pl.String(),
+        "detail": pl.String(),
+    },
+    "fetch_failures": {
+        "snapshot_date": pl.Date(),
+        "subject": pl.String(),
+        "part": pl.String(),
+        "url": pl.String(),
+        "http_status": pl.Int32(),
+        "error": pl.String(),
+    },
+}
+# The raw tables whose rows a failed part of the portal leaves as they were (a failed dataset: all of its own).
+KEPT_BY_PART = {
+    "dataset": ("dataset_snapshots", "discussions", "reuses", "metrics_monthly"),
+    "discussions": ("discussions",),
+    "reuses": ("reuses",),
+    "metrics": ("metrics_monthly",),
 }
 
 
@@ -117,4 +142,19 @@ def raw_rows(result: Crawl, snapshot_date: dt.date, fetched_at: dt.datetime) -> 
                 for row in rows
             ],
         ),
+        "followed_entries": _frame(
+            "followed_entries", [{"snapshot_date": snapshot_date, **asdict(entry)} for entry in result.entries]
+        ),
+        "fetch_failures": _frame(
+            "fetch_failures", [{"snapshot_date": snapshot_date, **asdict(failure)} for failure in result.failures]
+        ),
     }
+
+
+def kept_keys(result: Crawl) -> dict[str, set[str]]:
+    """Per raw table, the datasets whose rows keep their previous state because their part could not be fetched."""
+    kept: dict[str, set[str]] = {}
+    for failure in result.failures:
+        for table in KEPT_BY_PART.get(failure.part, ()):
+            kept.setdefault(table, set()).add(failure.subject)
+    return kept

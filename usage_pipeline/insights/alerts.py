@@ -101,11 +101,27 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class EntryAlert:
+    """An entry of USAGE_ORGANIZATIONS or USAGE_DATASETS that no longer resolves (reporting.followed_entries)."""
+
+    kind: str
+    configured_as: str
+    status: str
+    detail: str
+
+    @property
+    def key(self) -> str:
+        """Told once per entry and status: a renamed organization that is then deleted is told twice."""
+        return f"{self.kind}:{self.configured_as}:{self.status}"
+
+
+@dataclass(frozen=True)
 class CursorState:
-    """What the sensor already knows: discussion ids per kind of alert (see the module docstring)."""
+    """What the sensor already knows: discussion ids per kind of alert, and the entries told (module docstring)."""
 
     new: frozenset[str] = frozenset()
     sla: frozenset[str] = frozenset()
+    entries: frozenset[str] = frozenset()
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> "CursorState | None":
@@ -116,7 +132,11 @@ class CursorState:
             data = json.loads(cursor)
             if data.get("v") != CURSOR_VERSION:
                 raise ValueError(f"version {data.get('v')!r}")
-            return cls(new=frozenset(map(str, data["new"])), sla=frozenset(map(str, data["sla"])))
+            return cls(
+                new=frozenset(map(str, data["new"])),
+                sla=frozenset(map(str, data["sla"])),
+                entries=frozenset(map(str, data.get("entries", []))),
+            )
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ValueError(
                 f"the {SENSOR_NAME} cursor is not one this sensor wrote ({error}); clear it in the Dagster UI "
@@ -125,16 +145,16 @@ class CursorState:
 
     def to_cursor(self) -> str:
         """Compact JSON, ids sorted (stable across ticks)."""
-        return json.dumps(
-            {"v": CURSOR_VERSION, "new": sorted(self.new), "sla": sorted(self.sla)}, separators=(",", ":")
-        )
+        state = {"v": CURSOR_VERSION, "new": sorted(self.new), "sla": sorted(self.sla), "entries": sorted(self.entries)}
+        return json.dumps(state, separators=(",", ":"))
 
-    def mark_sent(self, alerts: Iterable[Alert]) -> "CursorState":
-        """This state with ``alerts`` recorded as sent."""
+    def mark_sent(self, alerts: Iterable[Alert], entry_alerts: Iterable[EntryAlert] = ()) -> "CursorState":
+        """This state with ``alerts`` and ``entry_alerts`` recorded as sent."""
         alerts = list(alerts)
         return CursorState(
             new=self.new | {alert.discussion_id for alert in alerts if alert.kind == "new"},
             sla=self.sla | {alert.discussion_id for alert in alerts if alert.kind == "sla"},
+            entries=self.entries | {alert.key for alert in entry_alerts},
         )
 
 
@@ -201,6 +221,12 @@ def pending_alerts(
     return alerts
 
 
+def pending_entry_alerts(entries: Sequence[EntryAlert], state: CursorState | None) -> list[EntryAlert]:
+    """Entries not active whose status was not told yet (all of them at baseline: that is worth knowing)."""
+    told = state.entries if state is not None else frozenset()
+    return [entry for entry in entries if entry.key not in told]
+
+
 def _text(value: str | None, fallback: str) -> str:
     """Reuser-written text made safe for a chat message: one line, short, no mention, no markup."""
     text = " ".join((value or "").split()) or fallback
@@ -254,7 +280,7 @@ def _section(heading: str, alerts: Sequence[Alert]) -> list[str]:
     return lines
 
 
-def format_message(alerts: Sequence[Alert], sla_days: int) -> str:
+def format_message(alerts: Sequence[Alert], sla_days: int, entry_alerts: Sequence[EntryAlert] = ()) -> str:
     """One markdown message for all ``alerts`` (in the order given), at most MAX_LINES lines per kind."""
     new = [alert for alert in alerts if alert.kind == "new"]
     overdue = [alert for alert in alerts if alert.kind == "sla"]
@@ -263,12 +289,22 @@ def format_message(alerts: Sequence[Alert], sla_days: int) -> str:
         counts.append(f"{len(new)} new")
     if overdue:
         counts.append(f"{len(overdue)} waiting for an answer for over {_days(sla_days)}")
+    if entry_alerts:
+        counts.append(f"{len(entry_alerts)} setting(s) no longer resolving")
     parts = [f"**Discussions on your data.gouv.fr datasets**: {', '.join(counts) or 'nothing to report'}"]
     if new:
         parts.append("\n".join(_section(f"New discussions ({len(new)}):", new)))
     if overdue:
         heading = f"Waiting for your answer for over {_days(sla_days)} ({len(overdue)}, oldest first):"
         parts.append("\n".join(_section(heading, overdue)))
+    if entry_alerts:
+        lines = [
+            f"- {_text(entry.kind, 'entry')} `{_text(entry.configured_as, '?')}`: {_text(entry.status, '?')}"
+            + (f" ({_text(entry.detail, '')})" if entry.detail else "")
+            for entry in entry_alerts[:MAX_LINES]
+        ]
+        heading = "Settings that no longer resolve (the other datasets are still followed; fix the setting):"
+        parts.append("\n".join([heading, *lines]))
     return "\n\n".join(parts)
 
 
@@ -316,25 +352,39 @@ order by waiting_since, discussion_id
 """
 
 
-def read_published(path: Path) -> tuple[list[Discussion], list[Awaiting]]:
-    """The discussions and the to-do list of the published copy, read in one short read-only connection."""
+_ENTRIES = """
+select kind, configured_as, status, detail from reporting.followed_entries
+where status <> 'active' and still_configured
+order by kind, configured_as
+"""
+
+
+def read_published(path: Path) -> tuple[list[Discussion], list[Awaiting], list[EntryAlert]]:
+    """The discussions, the to-do list and the settings no longer resolving, from the published copy, read in
+    one short read-only connection."""
     with duckdb.connect(str(path), read_only=True) as conn:
-        has_datasets = conn.execute(
-            "select count(*) from information_schema.tables where table_schema = 'reporting' "
-            "and table_name = 'datasets'"
-        ).fetchone()[0]
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "select table_name from information_schema.tables where table_schema = 'reporting'"
+            ).fetchall()
+        }
         query = _DISCUSSIONS.format(
-            dataset_title="ds.title" if has_datasets else "null::varchar",
-            join="left join reporting.datasets as ds using (dataset_id)" if has_datasets else "",
+            dataset_title="ds.title" if "datasets" in tables else "null::varchar",
+            join="left join reporting.datasets as ds using (dataset_id)" if "datasets" in tables else "",
         )
         discussions = [Discussion(*row) for row in conn.execute(query).fetchall()]
         awaiting = [Awaiting(*row) for row in conn.execute(_AWAITING).fetchall()]
-    return discussions, awaiting
+        entries = (
+            [EntryAlert(*row) for row in conn.execute(_ENTRIES).fetchall()] if "followed_entries" in tables else []
+        )
+    return discussions, awaiting, entries
 
 
-def _summary(alerts: Sequence[Alert]) -> str:
+def _summary(alerts: Sequence[Alert], entry_alerts: Sequence[EntryAlert]) -> str:
     new = sum(alert.kind == "new" for alert in alerts)
-    return f"{new} new discussion(s), {len(alerts) - new} over the answer SLA"
+    told = f"{new} new discussion(s), {len(alerts) - new} over the answer SLA"
+    return told + (f", {len(entry_alerts)} setting(s) no longer resolving" if entry_alerts else "")
 
 
 def evaluate(
@@ -352,24 +402,25 @@ def evaluate(
     if not path.is_file():
         return dg.SkipReason(f"nothing published yet: {path} does not exist (the daily job writes it)")
     try:
-        discussions, awaiting = read_published(path)
+        discussions, awaiting, entries = read_published(path)
     except duckdb.Error as error:
         return dg.SkipReason(f"cannot read the discussions from {path}: {error}")
     known = state if state is not None else baseline_state(discussions)
     alerts = pending_alerts(discussions, awaiting, state, sla_days)
-    if not alerts:
+    entry_alerts = pending_entry_alerts(entries, state)
+    if not alerts and not entry_alerts:
         what = f"baseline: {len(discussions)} discussion(s) recorded as known" if state is None else "nothing new"
         return dg.SensorResult(skip_reason=f"{what}; no alert to send", cursor=known.to_cursor())
-    error = post(webhook_url, format_message(alerts, sla_days))
+    error = post(webhook_url, format_message(alerts, sla_days, entry_alerts))
     if error is not None:
-        message = f"{_summary(alerts)} not sent, retried on the next tick: {error}"
+        message = f"{_summary(alerts, entry_alerts)} not sent, retried on the next tick: {error}"
         if log is not None:
             log.warning(message)
         return dg.SensorResult(skip_reason=message, cursor=known.to_cursor())
-    message = f"sent one message to {redact(webhook_url)}: {_summary(alerts)}"
+    message = f"sent one message to {redact(webhook_url)}: {_summary(alerts, entry_alerts)}"
     if log is not None:
         log.info(message)
-    return dg.SensorResult(skip_reason=message, cursor=known.mark_sent(alerts).to_cursor())
+    return dg.SensorResult(skip_reason=message, cursor=known.mark_sent(alerts, entry_alerts).to_cursor())
 
 
 class DiscussionAlerts(dg.ConfigurableResource):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -62,21 +61,19 @@ class Udata:
         """One dataset (raises NotFound on 404 and 410)."""
         return await self.client.get_json(f"{self.api}/datasets/{id_or_slug}/", fields=fields)
 
-    async def discussions(self, dataset_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Every discussion, with all its messages, of the given datasets (`for=` filters, batched)."""
+    @staticmethod
+    def discussion_batches(dataset_ids: Iterable[str]) -> list[list[str]]:
+        """Dataset ids in batches of `DISCUSSION_BATCH`, one `discussions_of` request (and its pages) each."""
         ids = list(dataset_ids)
-        batches = [ids[start : start + DISCUSSION_BATCH] for start in range(0, len(ids), DISCUSSION_BATCH)]
-        pages = await asyncio.gather(
-            *(
-                self.client.collect(
-                    f"{self.api}/discussions/",
-                    [("for", dataset_id) for dataset_id in batch] + [("page_size", PAGE_SIZE), ("sort", "created")],
-                    fields=DISCUSSION_FIELDS,
-                )
-                for batch in batches
-            )
+        return [ids[start : start + DISCUSSION_BATCH] for start in range(0, len(ids), DISCUSSION_BATCH)]
+
+    async def discussions_of(self, dataset_ids: list[str]) -> list[dict[str, Any]]:
+        """Every discussion, with all its messages, of a batch of datasets (one repeated `for=` filter)."""
+        return await self.client.collect(
+            f"{self.api}/discussions/",
+            [("for", dataset_id) for dataset_id in dataset_ids] + [("page_size", PAGE_SIZE), ("sort", "created")],
+            fields=DISCUSSION_FIELDS,
         )
-        return [discussion for page in pages for discussion in page]
 
     async def reuses(self, dataset_id: str) -> list[dict[str, Any]]:
         """The reuses referenced on a dataset."""
