@@ -5,7 +5,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from usage_pipeline.ingest.assets import RAW_TABLE_ASSETS
 from usage_pipeline.models import ModelError, load_models, materialize_model, parse_model
+from usage_pipeline.python_tables import PYTHON_TABLE_ASSETS
 
 HEADER = """-- reporting.example
 -- An example table.
@@ -32,6 +34,7 @@ def test_every_model_is_documented_and_its_dependencies_parsed() -> None:
     assert models["reporting.discussions"].upstream_tables() == {
         "raw.discussions",
         "raw.dataset_snapshots",
+        "raw.fetch_failures",
         "staging.discussion_messages",
         "staging.discussion_themes",
         "reporting.datasets",
@@ -66,3 +69,13 @@ def test_undocumented_column_keeps_the_previous_table(tmp_path: Path) -> None:
         assert conn.execute("SELECT id, label FROM reporting.example").fetchall() == [(1, "a")]
         comment = conn.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'example'").fetchone()[0]
         assert comment == "An example table."
+
+
+def test_the_architecture_page_says_where_every_table_comes_from() -> None:
+    """docs/architecture.md names every table not built from a SQL file, and the README lists every report."""
+    root = Path(__file__).resolve().parents[1]
+    architecture = (root / "docs" / "architecture.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert [table for table in {**RAW_TABLE_ASSETS, **PYTHON_TABLE_ASSETS} if f"`{table}`" not in architecture] == []
+    reports = [model.table for model in load_models() if model.schema == "reporting"]
+    assert [table for table in reports if f"`{table}`" not in readme] == []
