@@ -16,6 +16,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from usage_pipeline.dates import month_index, month_key_of_index
 from usage_pipeline.demo.portal_server import World
@@ -420,16 +421,33 @@ class _Factory:
         }
 
 
+@dataclass(frozen=True)
+class Mix:
+    """How much activity a generated world has. ``None`` shares follow each dataset's popularity (the demo)."""
+
+    discussion_share: float | None = None
+    discussions_per_dataset: tuple[int, int] = (1, 8)
+    reuse_share: float | None = None
+    reuses_per_dataset: tuple[int, int] = (1, 4)
+    metrics_months: int = METRICS_MONTHS
+
+
+# The benchmark's world: discussions on ~75% of datasets (1-3 each), reuses on ~65% (1-2 each), 3 months of metrics.
+BENCHMARK_MIX = Mix(0.8, (1, 3), 0.65, (1, 2), 3)
+
+
 def _close(discussion: dict, by: dict, when: dt.datetime) -> None:
     discussion["closed"] = _iso(when)
     discussion["closed_by"] = _user_ref(by)
 
 
-def _add_discussions(factory: _Factory, entry: dict, members: list[dict]) -> None:
-    """1-8 discussions: answered by a member (some closed), by another user only, or unanswered."""
+def _add_discussions(factory: _Factory, entry: dict, members: list[dict], counts: tuple[int, int]) -> None:
+    """A few discussions (``counts``: at least, at most): answered by a member (some closed), by another user only,
+    or unanswered."""
     rng, now = factory.rng, factory.now
     dataset_created = _parse(entry["dataset"]["created_at_internal"])
-    for _ in range(min(8, 1 + int(rng.expovariate(0.7)))):
+    low, high = counts
+    for _ in range(min(high, low + int(rng.expovariate(0.7)))):
         created = factory.moment(dataset_created + dt.timedelta(days=1), now - dt.timedelta(hours=1))
         discussion = factory.discussion(created)
         author = discussion["user"]
@@ -451,8 +469,10 @@ def _add_discussions(factory: _Factory, entry: dict, members: list[dict]) -> Non
     entry["discussions"].sort(key=lambda discussion: discussion["created"], reverse=True)
 
 
-def _add_usage(factory: _Factory, world: World, today: dt.date, popularity: dict[str, float]) -> list[dict]:
-    """Monthly metrics rows (last 24 months, current one partial) and the cumulative counters."""
+def _add_usage(
+    factory: _Factory, world: World, today: dt.date, popularity: dict[str, float], months_kept: int
+) -> list[dict]:
+    """Monthly metrics rows (the last ``months_kept`` months, current one partial) and the cumulative counters."""
     rng = factory.rng
     current = month_index(today)
     elapsed = (today.day - 1) / calendar.monthrange(today.year, today.month)[1]
@@ -460,7 +480,7 @@ def _add_usage(factory: _Factory, world: World, today: dt.date, popularity: dict
     rows: list[dict] = []
     for dataset_id, entry in world.entries.items():
         created = _parse(entry["dataset"]["created_at_internal"])
-        first = max(current - METRICS_MONTHS + 1, month_index(created))
+        first = max(current - months_kept + 1, month_index(created))
         months = [month for month in range(first, current + 1) if month < current or elapsed > 0]
         organization_id = entry["organization_id"]
         former, moved = "", -1  # some datasets moved from another organization: 2 rows that month
@@ -514,12 +534,18 @@ def _add_usage(factory: _Factory, world: World, today: dt.date, popularity: dict
 
 
 def generate_world(
-    n_organizations: int = 2, datasets_per_organization: int = 6, *, seed: int = 0, today: dt.date
+    n_organizations: int = 2,
+    datasets_per_organization: int = 6,
+    *,
+    seed: int = 0,
+    today: dt.date,
+    mix: Mix = Mix(),
 ) -> World:
     """A plausible, deterministic (per seed) French public-sector portal as of the morning of `today`.
 
-    About a quarter of the datasets have discussions and about a fifth have reuses; every counter in
-    `metrics` matches the generated objects. Each entry stores its publisher under ``organization_id``.
+    With the default `mix`, about a quarter of the datasets have discussions and about a fifth have reuses, the
+    most visited ones more often; every counter in `metrics` matches the generated objects. Each entry stores
+    its publisher under ``organization_id``.
     """
     rng = random.Random(seed)
     factory = _Factory(rng, dt.datetime.combine(today, dt.time(), dt.UTC))
@@ -542,12 +568,15 @@ def generate_world(
         by_organization.setdefault(entry["organization_id"], []).append(dataset_id)
     for dataset_id, entry in world.entries.items():
         buzz = min(1.0, popularity[dataset_id] / 150)
-        if rng.random() < 0.18 + 0.3 * buzz:
-            _add_discussions(factory, entry, world.organization_of(dataset_id)["members"])
-        if rng.random() < 0.14 + 0.3 * buzz:
+        discussed = mix.discussion_share if mix.discussion_share is not None else 0.18 + 0.3 * buzz
+        if rng.random() < discussed:
+            _add_discussions(factory, entry, world.organization_of(dataset_id)["members"], mix.discussions_per_dataset)
+        reused = mix.reuse_share if mix.reuse_share is not None else 0.14 + 0.3 * buzz
+        if rng.random() < reused:
             publisher = world.organization_of(dataset_id)["name"]
             dataset_created = _parse(entry["dataset"]["created_at_internal"])
-            for _ in range(rng.choice((1, 1, 1, 2, 2, 3, 4))):
+            low, high = mix.reuses_per_dataset
+            for _ in range(min(high, max(low, rng.choice((1, 1, 1, 2, 2, 3, 4))))):
                 created = factory.moment(dataset_created + dt.timedelta(days=7), factory.now - dt.timedelta(days=1))
                 reuse = factory.reuse(entry["dataset"], publisher, created)
                 entry["reuses"].append(reuse)
@@ -555,7 +584,7 @@ def generate_world(
                 if siblings and rng.random() < 0.15:
                     world.entries[rng.choice(siblings)]["reuses"].append(reuse)
                     reuse["metrics"]["datasets"] = 2
-    world.metrics_rows = _add_usage(factory, world, today, popularity)
+    world.metrics_rows = _add_usage(factory, world, today, popularity, mix.metrics_months)
     for entry in world.entries.values():
         entry["dataset"]["metrics"]["discussions"] = len(entry["discussions"])
         entry["dataset"]["metrics"]["reuses"] = len(entry["reuses"])
