@@ -361,6 +361,18 @@ def test_crawl_fetches_recent_months_in_bulk_for_datasets_with_history_and_full_
     }
 
 
+def test_crawl_keeps_the_rows_of_a_dataset_under_its_former_organization() -> None:
+    """D4 moved from org A to org B: org A's bulk rows (asked first, org A followed too) still belong to D4."""
+    portal = FakePortal()
+    former = {"dataset_id": D4, "organization_id": ORG_A, "metric_month": "2025-12", "monthly_visit": 7}
+    portal.metrics.append(former)
+
+    result = run_crawl(portal, organizations=["org-a", "org-b"], with_metrics_history={D1, D4})
+
+    assert former in result.metrics[D4]
+    assert len(result.metrics[D4]) == len(rows_of(portal, D4, "2025-11"))
+
+
 def test_crawl_full_metrics_history_fetches_every_dataset_whole() -> None:
     portal = FakePortal()
 

@@ -312,9 +312,9 @@ async def _fetch_metrics(
             continue
         for key in (key for key, org in bulk.items() if org == org_id):
             result.metrics.setdefault(key, [])
-        for row in rows:
+        for row in rows:  # a dataset that moved: its rows under a former organization come with that one's
             if row.get("dataset_id") in bulk:
-                result.metrics[row["dataset_id"]].append(row)
+                result.metrics.setdefault(row["dataset_id"], []).append(row)
 
     def since(key: str) -> str | None:
         return recent if key in with_history and not full_history else None
