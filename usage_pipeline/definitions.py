@@ -14,9 +14,9 @@ from usage_pipeline.ingest.reuse_link_checks import ReuseLinkChecker, reuse_link
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
-from usage_pipeline.insights.assets import discussion_themes
 from usage_pipeline.insights.digest.asset import weekly_digest
-from usage_pipeline.models import build_model_asset, load_models
+from usage_pipeline.insights.discussion_themes import DISCUSSION_THEMES
+from usage_pipeline.models import build_transform_asset, load_models
 from usage_pipeline.own_portals.assets import own_portal_snapshot
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import build_publish_asset
@@ -46,7 +46,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, jobs, schedules, sensors and resources for ``settings``."""
-    models = load_models()
+    models = load_models(python_models=(DISCUSSION_THEMES,))
     assets = [
         build_raw_snapshot_asset(
             dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance)
@@ -55,11 +55,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         reuse_link_checks,
         survey_responses,
         own_portal_snapshot,
-        *(
-            build_model_asset(model, models, reporting_checks(model) if model.schema == "reporting" else [])
-            for model in models
-        ),
-        discussion_themes,
+        build_transform_asset(models, lambda model: reporting_checks(model) if model.schema == "reporting" else []),
         build_publish_asset(models),
         weekly_digest,
     ]

@@ -1,8 +1,18 @@
-"""dbt_like_sql/<schema>/<table>.sql -> one Dagster asset per table; dependencies parsed from the SQL."""
+"""The transformation layer in one Dagster step: every table of dbt_like_sql/ and the Python-built ones.
+
+Each `dbt_like_sql/<schema>/<table>.sql` file (a `select` with a documented header) and each `PythonModel`
+(a table built by Python code from other tables, such as the discussions' themes) is its own asset, with its
+lineage (read from the SQL by sqlglot), description, column schema and checks; all of them are rebuilt by ONE
+step, in dependency order, the way dagster-dbt's `@dbt_assets` runs a dbt project. Subsetting works: a job
+selecting some tables runs only those. A table whose blocking check fails stops the tables built on it.
+"""
 
 import datetime as dt
+import graphlib
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +21,15 @@ import sqlglot
 from dagster_duckdb import DuckDBResource
 from sqlglot import exp
 
-from usage_pipeline.checks.validation import Check, RunScope, record_outcomes, run_check, validator_for
+from usage_pipeline.checks.validation import (
+    Check,
+    Outcome,
+    RunScope,
+    Validator,
+    record_outcomes,
+    run_check,
+    validator_for,
+)
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, RAW_TABLE_ASSETS, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
@@ -20,6 +38,7 @@ from usage_pipeline.warehouse import Column, comment_table, table_schema, transa
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "dbt_like_sql"
 QUALITY_RESULTS = "quality.check_results"
+TRANSFORM_STEP = "transform"
 _COLUMN_LINE = re.compile(r"^\s{2,}(\w+)\s+([A-Z][A-Z0-9_ ()\[\],]*?):\s*(.+)$")
 
 
@@ -47,6 +66,10 @@ class SqlModel:
     def asset_key(self) -> dg.AssetKey:
         return dg.AssetKey([self.schema, self.name])
 
+    @property
+    def source(self) -> str:
+        return str(self.path.relative_to(SQL_DIR.parent))
+
     def upstream_tables(self) -> set[str]:
         """Tables the select reads, found by parsing it (CTE names excluded)."""
         tree = sqlglot.parse_one(self.sql, read="duckdb")
@@ -56,6 +79,40 @@ class SqlModel:
             for table in tree.find_all(exp.Table)
             if table.name not in ctes or table.db
         }
+
+    def build(self, conn: duckdb.DuckDBPyConnection) -> None:
+        conn.execute(f"CREATE OR REPLACE TABLE {self.table} AS {self.sql}")
+
+
+@dataclass(frozen=True)
+class PythonModel:
+    """A table built by Python from other tables of the warehouse (``reads``), documented like a SQL model.
+
+    ``build`` creates or replaces the table inside the caller's transaction.
+    """
+
+    schema: str
+    name: str
+    description: str
+    grain: tuple[str, ...]
+    columns: dict[str, Column]
+    reads: frozenset[str]
+    build: Callable[[duckdb.DuckDBPyConnection], None] = field(compare=False)
+    source: str = ""  # the module that builds it
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def asset_key(self) -> dg.AssetKey:
+        return dg.AssetKey([self.schema, self.name])
+
+    def upstream_tables(self) -> set[str]:
+        return set(self.reads)
+
+
+Model = SqlModel | PythonModel
 
 
 def parse_model(path: Path) -> SqlModel:
@@ -87,37 +144,56 @@ def parse_model(path: Path) -> SqlModel:
     return SqlModel(path, path.parent.name, path.stem, " ".join(description), grain, columns, sql)
 
 
-def load_models(sql_dir: Path = SQL_DIR) -> list[SqlModel]:
-    """Every model under ``sql_dir``, each checked to read only raw tables or other models."""
-    models = [parse_model(path) for path in sorted(sql_dir.glob("*/*.sql"))]
+def load_models(sql_dir: Path = SQL_DIR, python_models: tuple[PythonModel, ...] = ()) -> list[Model]:
+    """Every model under ``sql_dir`` and the ``python_models``, each checked to read only raw tables or other
+    models."""
+    models: list[Model] = [*(parse_model(path) for path in sorted(sql_dir.glob("*/*.sql"))), *python_models]
     known = {model.table for model in models} | set(RAW_TABLE_ASSETS) | set(PYTHON_TABLE_ASSETS) | {QUALITY_RESULTS}
     for model in models:
         unknown = model.upstream_tables() - known
         if unknown:
-            raise ModelError(f"{model.path}: reads {sorted(unknown)}, which no raw table or model provides")
+            raise ModelError(f"{model.source}: reads {sorted(unknown)}, which no raw table or model provides")
     return models
 
 
-def materialize_model(conn: duckdb.DuckDBPyConnection, model: SqlModel) -> int:
+def dependency_order(models: list[Model]) -> list[Model]:
+    """``models`` so that each comes after the models whose tables it reads (and quality_results after every
+    checked table); ties in name order, so that runs are reproducible."""
+    by_key = {model.asset_key: model for model in models}
+    by_table = producers(models)
+    sorter = graphlib.TopologicalSorter(
+        {
+            model.asset_key: sorted(
+                {key for table in model.upstream_tables() for key in by_table[table] if key in by_key}
+                - {model.asset_key},
+                key=lambda key: key.to_user_string(),
+            )
+            for model in sorted(models, key=lambda model: model.table)
+        }
+    )
+    return [by_key[key] for key in sorter.static_order()]
+
+
+def materialize_model(conn: duckdb.DuckDBPyConnection, model: Model) -> int:
     """(Re)build the model's table in one transaction, documented in the catalog; returns its row count."""
     with transaction(conn):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")
-        conn.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
+        model.build(conn)
         actual = [row[0] for row in conn.execute(f"DESCRIBE {model.table}").fetchall()]
         if actual != list(model.columns):
             raise ModelError(
-                f"{model.path}: the select returns columns {actual} but the header documents {list(model.columns)}"
+                f"{model.source}: the table has columns {actual} but its header documents {list(model.columns)}"
             )
         comment_model(conn, model, model.table)
         return conn.execute(f"SELECT count(*) FROM {model.table}").fetchone()[0]
 
 
-def comment_model(conn: duckdb.DuckDBPyConnection, model: SqlModel, table: str) -> None:
+def comment_model(conn: duckdb.DuckDBPyConnection, model: Model, table: str) -> None:
     """The model header's descriptions in the catalog, on ``table`` (the model's or a published copy)."""
     comment_table(conn, table, model.description, model.columns)
 
 
-def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
+def producers(models: list[Model]) -> dict[str, set[dg.AssetKey]]:
     """The assets that write each table a model may read.
 
     quality.check_results is written by the checks of the raw asset and of every reporting model that does
@@ -132,45 +208,95 @@ def producers(models: list[SqlModel]) -> dict[str, set[dg.AssetKey]]:
     )
 
 
-def build_model_asset(model: SqlModel, all_models: list[SqlModel], checks: list[Check]) -> dg.AssetsDefinition:
-    """The asset that rebuilds one model table from its upstream tables, then runs its checks."""
-    by_table = producers(all_models)
-    deps = sorted(
-        {key for table in model.upstream_tables() for key in by_table[table]}, key=lambda key: key.to_user_string()
-    )
-
-    @dg.asset(
+def model_spec(model: Model, by_table: dict[str, set[dg.AssetKey]]) -> dg.AssetSpec:
+    """The asset of one table: its lineage, description, grain, column schema and where it is defined."""
+    deps = {key for table in model.upstream_tables() for key in by_table[table]} - {model.asset_key}
+    return dg.AssetSpec(
         key=model.asset_key,
-        deps=deps,
+        deps=sorted(deps, key=lambda key: key.to_user_string()),
         description=model.description,
         group_name=model.schema,
-        pool=WAREHOUSE_POOL,
-        kinds={"duckdb", "sql"},
+        kinds={"duckdb", "sql" if isinstance(model, SqlModel) else "python"},
         metadata={
             "grain": ", ".join(model.grain),
-            "sql_file": str(model.path.relative_to(SQL_DIR.parent)),
+            "defined_in": model.source,
             "dagster/column_schema": table_schema(model.columns),
         },
+        skippable=True,
+    )
+
+
+def build_transform_asset(models: list[Model], checks: Callable[[Model], list[Check]]) -> dg.AssetsDefinition:
+    """The one step that rebuilds every selected model in dependency order and runs their checks."""
+    by_table = producers(models)
+    ordered = dependency_order(models)
+    checks_of = {model.table: checks(model) for model in ordered}
+
+    @dg.multi_asset(
+        name=TRANSFORM_STEP,
+        specs=[model_spec(model, by_table) for model in ordered],
         check_specs=[
             dg.AssetCheckSpec(check.name, asset=model.asset_key, blocking=check.blocking, description=check.description)
-            for check in checks
+            for model in ordered
+            for check in checks_of[model.table]
         ],
+        can_subset=True,
+        pool=WAREHOUSE_POOL,
+        description="Rebuilds the staging and reporting tables (dbt_like_sql/ and Python-built) in one step.",
     )
-    def _model(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
+    def transform(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
         scope = RunScope(context.run_id, run_date(context.run.tags) or dt.date.today())
         validator = validator_for(context.run_id)
+        selected = [model for model in ordered if model.asset_key in context.selected_asset_keys]
+        stopped: dict[str, str] = {}  # table -> the failed blocking check that stops it (its own or upstream)
+        timings = {"models": 0.0, "checks": 0.0}
         with warehouse.get_connection() as conn:
-            rows = materialize_model(conn, model)
-            outcomes = [run_check(conn, validator, check, model.asset_key.to_user_string(), scope) for check in checks]
-            record_outcomes(conn, outcomes, scope)
-        context.log.info(f"{model.table}: {rows} rows")
-        for outcome in outcomes:
-            if not outcome.passed:
-                context.log.warning(outcome.summary())
-        if not all(outcome.passed for outcome in outcomes):
-            validator.build_data_docs(data_dir.quality_docs)  # publication may not happen this run
-        yield dg.MaterializeResult(metadata={"dagster/row_count": rows})
-        for outcome in outcomes:
-            yield outcome.result(model.asset_key)
+            for model in selected:
+                cause = next((stopped[t] for t in sorted(model.upstream_tables()) if t in stopped), None)
+                if cause:
+                    stopped[model.table] = cause
+                    context.log.warning(f"{model.table} not rebuilt: {cause}")
+                    continue
+                started = time.perf_counter()
+                rows = materialize_model(conn, model)
+                timings["models"] += time.perf_counter() - started
+                outcomes = _check(conn, validator, context, model, checks_of[model.table], scope, timings)
+                context.log.info(f"{model.table}: {rows} rows")
+                yield dg.MaterializeResult(asset_key=model.asset_key, metadata={"dagster/row_count": rows})
+                for outcome in outcomes:
+                    yield outcome.result(model.asset_key)
+                failed = [o.check.name for o in outcomes if not o.passed and o.check.blocking]
+                if failed:
+                    stopped[model.table] = f"blocking check {', '.join(failed)} failed on {model.table}"
+        if stopped:
+            validator.build_data_docs(data_dir.quality_docs)  # publication will not happen this run
+        context.log.info(
+            f"{len(selected) - len(stopped)} of {len(selected)} tables rebuilt in {timings['models']:.2f}s, "
+            f"their checks in {timings['checks']:.2f}s"
+        )
 
-    return _model
+    return transform
+
+
+def _check(
+    conn: duckdb.DuckDBPyConnection,
+    validator: Validator,
+    context: dg.AssetExecutionContext,
+    model: Model,
+    checks: list[Check],
+    scope: RunScope,
+    timings: dict[str, float],
+) -> list[Outcome]:
+    """Run the selected checks of a model just rebuilt, record them, log what failed."""
+    selected = context.selected_asset_check_keys
+    started = time.perf_counter()
+    wanted = [check for check in checks if dg.AssetCheckKey(model.asset_key, check.name) in selected]
+    outcomes = [run_check(conn, validator, check, model.asset_key.to_user_string(), scope) for check in wanted]
+    record_outcomes(conn, outcomes, scope)
+    timings["checks"] += time.perf_counter() - started
+    for outcome in outcomes:
+        if not outcome.passed:
+            context.log.warning(outcome.summary())
+    return outcomes

@@ -15,14 +15,14 @@ from usage_pipeline.checks.validation import validator_for
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.files import remove_leftovers, staged
 from usage_pipeline.ingest.assets import WAREHOUSE_POOL
-from usage_pipeline.models import SqlModel, comment_model
+from usage_pipeline.models import Model, comment_model
 from usage_pipeline.warehouse import sql_string
 
 PUBLISHED_SCHEMA = "reporting"
 PUBLISHED_KEY = dg.AssetKey(["published", "usage"])
 
 
-def publish(conn: duckdb.DuckDBPyConnection, models: list[SqlModel], published_dir: Path) -> dict[str, int]:
+def publish(conn: duckdb.DuckDBPyConnection, models: list[Model], published_dir: Path) -> dict[str, int]:
     """Copy the ``models`` tables to ``published_dir``/usage.duckdb and parquet/; returns rows per table.
 
     Every file is built beside its published version first; they replace the published ones only once all are
@@ -73,7 +73,7 @@ def failing_reporting_checks(conn: duckdb.DuckDBPyConnection, assets: list[str])
     return [f"{check_name} on {asset} (run {run_id})" for asset, check_name, run_id in rows]
 
 
-def build_publish_asset(models: list[SqlModel]) -> dg.AssetsDefinition:
+def build_publish_asset(models: list[Model]) -> dg.AssetsDefinition:
     """The asset publishing every reporting model for BI tools."""
     reporting = [model for model in models if model.schema == PUBLISHED_SCHEMA]
 

@@ -1,16 +1,14 @@
-"""Tables built by Python assets, by the asset that writes them: SQL models read them like raw tables."""
+"""Tables the ingestion assets write besides the raw snapshot's, by asset: SQL models read them like raw tables."""
 
 import dagster as dg
 
 from usage_pipeline.ingest.events import EVENTS_KEY, EVENTS_TABLE
 from usage_pipeline.ingest.reuse_link_checks import LINK_CHECKS_KEY, LINK_CHECKS_TABLE
-from usage_pipeline.insights.assets import DISCUSSION_THEMES_KEY, DISCUSSION_THEMES_TABLE
 from usage_pipeline.own_portals.assets import OWN_PORTALS_KEY
 from usage_pipeline.own_portals.assets import TABLES as OWN_PORTAL_TABLES
 from usage_pipeline.surveys.assets import SURVEY_TABLE_ASSETS
 
 PYTHON_TABLE_ASSETS: dict[str, dg.AssetKey] = {
-    DISCUSSION_THEMES_TABLE: DISCUSSION_THEMES_KEY,
     EVENTS_TABLE: EVENTS_KEY,
     LINK_CHECKS_TABLE: LINK_CHECKS_KEY,
     **SURVEY_TABLE_ASSETS,

@@ -43,6 +43,7 @@ METRICS_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "greater": operator.ge,  # and `greater` is >=
     "strictly_less": operator.lt,
     "strictly_greater": operator.gt,
+    "in": lambda value, allowed: value in allowed,  # `column__in=a,b` (api-tabular's `in.(a,b)`)
 }
 ORGANIZATION_REF_KEYS = ("id", "name", "acronym", "slug", "logo", "logo_thumbnail", "badges")
 
@@ -283,8 +284,11 @@ def _discussions(request: _Request) -> dict:
 
 
 def _reuses(request: _Request) -> dict:
-    """Visible reuses, newest first; `dataset=` keeps those attached to that dataset."""
+    """Visible reuses, newest first (`sort=created`: oldest first); `dataset=` keeps those attached to that dataset."""
     page, page_size = _paging(request)
+    sort = request.value("sort") or "-created"
+    if sort not in ("created", "-created"):
+        raise ApiError(400, f"sort: {sort!r} is not a valid choice (created, -created)")
     dataset_ids = _object_id_arg(request, "dataset", "'dataset' must be an object identifier")
     world = request.world
     reuses: dict[str, dict] = {}
@@ -300,7 +304,7 @@ def _reuses(request: _Request) -> dict:
         and not reuse.get("deleted")
         and (not dataset_ids or any(dataset_id in dataset_ids for dataset_id in attached[reuse_id]))
     ]
-    selected.sort(key=lambda reuse: (reuse.get("created_at") or "", reuse["id"]), reverse=True)
+    selected.sort(key=lambda reuse: (reuse.get("created_at") or "", reuse["id"]), reverse=sort.startswith("-"))
 
     def dataset_ref(dataset_id: str) -> dict:
         dataset = world.entries[dataset_id]["dataset"]
@@ -347,7 +351,9 @@ def _metrics(request: _Request, model: str) -> dict:
         column, _, op = key.rpartition("__")
         if column not in columns or (op != "sort" and op not in METRICS_COMPARISONS):
             raise ApiError(400, f"Malformed query: {key}")
-        if op != "sort":
+        if op == "in":
+            filters.append((column, METRICS_COMPARISONS[op], {_metrics_value(column, v) for v in raw.split(",")}))
+        elif op != "sort":
             filters.append((column, METRICS_COMPARISONS[op], _metrics_value(column, raw)))
         elif raw in ("asc", "desc"):
             sorts.append((column, raw == "desc"))

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 
 from usage_pipeline.dates import month_key
 from usage_pipeline.portal.client import NotFound, PortalError
-from usage_pipeline.portal.udata import Udata, is_object_id
+from usage_pipeline.portal.udata import DISCUSSION_BATCH, METRICS_BATCH, PAGE_SIZE, Udata, batches, is_object_id
 
 FORBIDDEN_KEY_CHARACTERS = set(",|[]")
 RECENT_MONTHS = 3  # the current month is partial and the metrics API may still correct the two before
@@ -180,17 +180,69 @@ async def crawl(
 ) -> Crawl:
     """Fetch counters, discussions, reuses and monthly metrics of ``dataset_keys`` as of today.
 
-    Bulk calls per organization where the API has them (dataset pages with their counters and
-    resources, monthly metrics of recent months); discussions by batches of datasets; reuses only
-    for datasets whose reuses counter is above zero. Datasets answering 404/410 land in ``gone``.
-    ``full_metrics_history`` fetches the whole monthly history of every dataset again (backfill). Months after
-    the run's month (a past date refreshed later) are left out: that date could not have seen them.
-    ``configured_datasets`` (USAGE_DATASETS) get a `FollowedEntry` each, like the configured organizations.
+    One pool of requests, no phase waiting for another: the organizations and their dataset pages (with the
+    counters and resources), the datasets no organization lists, the discussions by batches of dataset ids,
+    the reuses and the monthly metrics by batches of dataset ids all start at once, and the client bounds what
+    is in flight. Reuses come from the portal's whole listing when that takes fewer requests than one per
+    followed dataset, else one request per dataset whose reuses counter is above zero. Metrics: the recent
+    months of datasets whose history is stored, the whole history of the others (every dataset with
+    ``full_metrics_history``, for backfill); months after the run's month (a past date refreshed later) are left
+    out. Datasets answering 404/410 land in ``gone``; ``configured_datasets`` (USAGE_DATASETS) get a
+    `FollowedEntry` each, like the configured organizations.
     """
     remembered = remembered or {}
     keys = list(dict.fromkeys(dataset_keys))
-    wanted = set(keys)
     result = Crawl()
+    datasets_known = asyncio.Event()  # set once every dataset's answer (listed, alone, gone or failed) is in
+
+    async def datasets() -> None:
+        try:
+            await _fetch_datasets(udata, result, organizations, keys, configured_datasets, remembered, log)
+        finally:
+            datasets_known.set()
+
+    _, discussions, reuses, metrics = await asyncio.gather(
+        datasets(),
+        _fetch_discussions(udata, result, keys),
+        _fetch_reuses(udata, result, keys, datasets_known),
+        _fetch_metrics(udata, result, keys, run_date, with_metrics_history, full_metrics_history),
+    )
+    found = set(result.datasets)
+    for discussion in discussions:
+        subject = (discussion.get("subject") or {}).get("id")
+        if subject in found:
+            result.discussions.setdefault(subject, []).append(discussion)
+    result.reuses = {key: items for key, items in reuses.items() if key in found}
+    run_month = month_key(run_date)
+    result.metrics = {
+        key: [row for row in rows if str(row.get("metric_month") or "") <= run_month]
+        for key, rows in metrics.items()
+        if key in found
+    }
+    per_dataset = {"discussions", "reuses", "metrics"}  # a failure about a dataset gone or not fetched tells nothing
+    result.failures = [f for f in result.failures if f.part not in per_dataset or f.subject in found]
+    log(
+        f"{sum(map(len, result.discussions.values()))} discussions on {len(result.discussions)} datasets, "
+        f"{sum(map(len, result.reuses.values()))} reuses on {len(result.reuses)} datasets, "
+        f"{sum(map(len, result.metrics.values()))} monthly metrics rows for {len(result.metrics)} datasets"
+    )
+    if result.failures:
+        parts = sorted({failure.part for failure in result.failures})
+        log(f"{len(result.failures)} parts could not be fetched ({', '.join(parts)}): they keep their previous rows")
+    return result
+
+
+async def _fetch_datasets(
+    udata: Udata,
+    result: Crawl,
+    organizations: Iterable[str],
+    keys: list[str],
+    configured_datasets: Iterable[str],
+    remembered: Remembered,
+    log: Callable[[str], None],
+) -> None:
+    """The organizations, their dataset pages, the datasets they do not list (one by one), the entries' states."""
+    wanted = set(keys)
     result.organizations, result.entries = await resolve_organizations(udata, organizations, remembered)
     for entry in result.entries:
         if entry.status == "unreachable":
@@ -200,12 +252,10 @@ async def crawl(
     listings = await asyncio.gather(
         *(result.attempt("listing", [org_id], udata.organization_datasets(org_id)) for org_id in result.organizations)
     )
-    listed_in: dict[str, str] = {}
-    for org_id, listing in zip(result.organizations, listings, strict=True):
+    for listing in listings:
         for item in listing or []:
             if item["id"] in wanted:
                 result.datasets[item["id"]] = item
-                listed_in[item["id"]] = org_id
     log(f"{len(result.datasets)} of {len(keys)} datasets listed by {len(result.organizations)} organizations")
 
     async def single(key: str) -> None:
@@ -222,22 +272,6 @@ async def crawl(
         log(f"{len(result.gone)} datasets answered 404/410 and are recorded as gone: {sorted(result.gone)[:10]}")
     result.entries += await _dataset_entries(udata, configured_datasets, result, remembered)
     await _resolve_publishers(udata, result)
-
-    found = list(result.datasets)
-    await _fetch_discussions(udata, result, found)
-    log(f"{sum(map(len, result.discussions.values()))} discussions on {len(result.discussions)} datasets")
-
-    with_reuses = [key for key in found if (result.datasets[key].get("metrics") or {}).get("reuses", 0) > 0]
-    fetched = await asyncio.gather(*(result.attempt("reuses", [key], udata.reuses(key)) for key in with_reuses))
-    result.reuses = {key: reuses for key, reuses in zip(with_reuses, fetched, strict=True) if reuses is not None}
-    log(f"{sum(map(len, result.reuses.values()))} reuses on {len(with_reuses)} datasets with a reuse counter > 0")
-
-    await _fetch_metrics(udata, result, listed_in, run_date, with_metrics_history, full_metrics_history)
-    log(f"{sum(map(len, result.metrics.values()))} monthly metrics rows for {len(result.metrics)} datasets")
-    if result.failures:
-        parts = sorted({failure.part for failure in result.failures})
-        log(f"{len(result.failures)} parts could not be fetched ({', '.join(parts)}): they keep their previous rows")
-    return result
 
 
 async def _dataset_entries(
@@ -267,62 +301,65 @@ async def _resolve_publishers(udata: Udata, result: Crawl) -> None:
             continue  # its messages then count as the producer's by their posted_by_organization alone
 
 
-async def _fetch_discussions(udata: Udata, result: Crawl, found: list[str]) -> None:
-    """Discussions by batches of datasets; a failed batch keeps its datasets' previous discussions."""
-    batches = udata.discussion_batches(found)
+async def _fetch_discussions(udata: Udata, result: Crawl, keys: list[str]) -> list[dict[str, Any]]:
+    """Every discussion of the followed datasets, by batches of ids; a failed batch keeps its datasets' previous
+    discussions. Asked for every key at once: those of a dataset found gone are dropped afterwards."""
     pages = await asyncio.gather(
-        *(result.attempt("discussions", batch, udata.discussions_of(batch)) for batch in batches)
+        *(
+            result.attempt("discussions", batch, udata.discussions_of(batch))
+            for batch in batches(keys, DISCUSSION_BATCH)
+        )
     )
-    for page in pages:
-        for discussion in page or []:
-            subject = discussion.get("subject") or {}
-            if subject.get("id") in result.datasets:
-                result.discussions.setdefault(subject["id"], []).append(discussion)
+    return [discussion for page in pages for discussion in page or []]
+
+
+async def _fetch_reuses(
+    udata: Udata, result: Crawl, keys: list[str], datasets_known: asyncio.Event
+) -> dict[str, list[dict[str, Any]]]:
+    """The reuses of each followed dataset, by the cheaper way: the portal's whole listing (its pages), or one
+    request per dataset whose reuses counter is above zero (known once the datasets are)."""
+    total = await result.attempt("reuses", keys, udata.reuse_count())
+    if total is None:
+        return {}
+    if -(-total // PAGE_SIZE) <= len(keys):
+        everything = await result.attempt("reuses", keys, udata.all_reuses())
+        wanted, by_dataset = set(keys), {}
+        for reuse in everything or []:
+            for dataset_id in dict.fromkeys(ref.get("id") for ref in reuse.get("datasets") or []):
+                if dataset_id in wanted:
+                    by_dataset.setdefault(dataset_id, []).append(reuse)
+        return by_dataset if everything is not None else {}
+    await datasets_known.wait()
+    counted = [key for key, dataset in result.datasets.items() if (dataset.get("metrics") or {}).get("reuses", 0) > 0]
+    fetched = await asyncio.gather(*(result.attempt("reuses", [key], udata.reuses(key)) for key in counted))
+    return {key: reuses for key, reuses in zip(counted, fetched, strict=True) if reuses is not None}
 
 
 async def _fetch_metrics(
     udata: Udata,
     result: Crawl,
-    listed_in: dict[str, str],
+    keys: list[str],
     run_date: dt.date,
     with_history: set[str],
     full_history: bool,
-) -> None:
-    """Recent months in bulk per organization for datasets with stored history, full history for the others."""
+) -> dict[str, list[dict[str, Any]]]:
+    """Monthly rows by batches of dataset ids: the recent months of datasets whose history is stored, the whole
+    history of the others; every dataset of a batch that answered gets a list, empty when it has no row."""
     recent = month_key(run_date, RECENT_MONTHS - 1)
-    bulk = (
-        {}
-        if full_history
-        else {key: listed_in[key] for key in result.datasets if key in with_history and key in listed_in}
+    incremental = [] if full_history else [key for key in keys if key in with_history]
+    whole = [key for key in keys if key not in set(incremental)]
+    requests = [(batch, recent) for batch in batches(incremental, METRICS_BATCH)]
+    requests += [(batch, None) for batch in batches(whole, METRICS_BATCH)]
+    fetched = await asyncio.gather(
+        *(result.attempt("metrics", batch, udata.months_of(batch, since)) for batch, since in requests)
     )
-    single = [key for key in result.datasets if key not in bulk]
-    organizations = sorted(set(bulk.values()))
-    org_rows = await asyncio.gather(
-        *(
-            result.attempt(
-                "metrics",
-                [key for key, org in bulk.items() if org == org_id],
-                udata.dataset_months(organization_id=org_id, since=recent),
-            )
-            for org_id in organizations
-        )
-    )
-    for org_id, rows in zip(organizations, org_rows, strict=True):
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for (batch, _), rows in zip(requests, fetched, strict=True):
         if rows is None:
             continue
-        for key in (key for key, org in bulk.items() if org == org_id):
-            result.metrics.setdefault(key, [])
-        for row in rows:  # a dataset that moved: its rows under a former organization come with that one's
-            if row.get("dataset_id") in bulk:
-                result.metrics.setdefault(row["dataset_id"], []).append(row)
-
-    def since(key: str) -> str | None:
-        return recent if key in with_history and not full_history else None
-
-    fetched = await asyncio.gather(
-        *(result.attempt("metrics", [k], udata.dataset_months(dataset_id=k, since=since(k))) for k in single)
-    )
-    result.metrics |= {key: rows for key, rows in zip(single, fetched, strict=True) if rows is not None}
-    run_month = month_key(run_date)
-    for key, rows in result.metrics.items():
-        result.metrics[key] = [row for row in rows if str(row.get("metric_month") or "") <= run_month]
+        for key in batch:
+            by_dataset.setdefault(key, [])
+        for row in rows:
+            if row.get("dataset_id") in by_dataset:
+                by_dataset[row["dataset_id"]].append(row)
+    return by_dataset

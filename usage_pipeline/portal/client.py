@@ -7,7 +7,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,26 +158,54 @@ class PortalClient:
             self.stats.retries += 1
             await self._sleep(delay)
 
-    async def pages(
-        self,
-        url: str,
-        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
-        fields: str | None = None,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Yield the ``data`` of each page, following udata's ``next_page`` or the metrics API's ``links.next``."""
-        next_url: str | None = url
-        next_params = params
-        while next_url:
-            page = await self.get_json(next_url, next_params, fields)
-            yield page.get("data") or []
-            next_url = page.get("next_page") or (page.get("links") or {}).get("next")
-            next_params = None  # next links repeat every query argument
-
     async def collect(
         self,
         url: str,
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         fields: str | None = None,
     ) -> list[dict[str, Any]]:
-        """All items of a paged listing."""
-        return [item async for page in self.pages(url, params, fields) for item in page]
+        """All items of a paged listing (udata's or the metrics API's envelope), each item once.
+
+        The first page tells how many there are (udata's ``total``/``page_size``, the metrics API's ``meta``): the
+        other pages are then asked at once (``page=2..n``, as concurrently as the client allows) instead of one
+        after the other through their ``next`` links, which are followed only when a page does not say. An item
+        seen on two pages (the listing changed while being read) is kept once, by its ``id`` (or ``__id``).
+        """
+        first = await self.get_json(url, params, fields)
+        pages = [first]
+        count = _page_count(first)
+        if count is not None and count > 1:
+            pages += await asyncio.gather(
+                *(self.get_json(url, _with_page(params, number), fields) for number in range(2, count + 1))
+            )
+        else:
+            next_url = _next_link(first)
+            while next_url:  # next links repeat every query argument
+                pages.append(await self.get_json(next_url, None, fields))
+                next_url = _next_link(pages[-1])
+        items, seen = [], set()
+        for page in pages:
+            for item in page.get("data") or []:
+                key = item.get("id", item.get("__id")) if isinstance(item, dict) else None
+                if key is None or key not in seen:
+                    items.append(item)
+                    seen.add(key)
+        return items
+
+
+def _next_link(page: dict[str, Any]) -> str | None:
+    return page.get("next_page") or (page.get("links") or {}).get("next")
+
+
+def _page_count(page: dict[str, Any]) -> int | None:
+    """How many pages a listing has, from its first page (None when it does not say)."""
+    meta = page.get("meta") if isinstance(page.get("meta"), dict) else page
+    total, size = meta.get("total"), meta.get("page_size")
+    if not isinstance(total, int) or not isinstance(size, int) or size < 1:
+        return None
+    return max(1, -(-total // size))
+
+
+def _with_page(params: dict[str, Any] | list[tuple[str, Any]] | None, number: int) -> list[tuple[str, Any]]:
+    pairs = list(params.items()) if isinstance(params, dict) else list(params or [])
+    return [(key, value) for key, value in pairs if key != "page"] + [("page", number)]

@@ -12,6 +12,8 @@ OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 PAGE_SIZE = 100
 METRICS_PAGE_SIZE = 50  # the metrics API answers 400 above 50 rows a page
 DISCUSSION_BATCH = 40  # dataset ids per `for=` filter (a repeatable argument)
+METRICS_BATCH = 100  # dataset ids per `dataset_id__in=` filter of the metrics API (about 2.5 kB of URL)
+_PAGER = "next_page,total,page_size"  # what a listing's mask keeps of the page: its size tells how many pages
 
 # X-Fields masks: only what the tables use, so pages stay small.
 _REF = "id,slug,name,first_name,last_name"
@@ -24,11 +26,11 @@ ORGANIZATION_FIELDS = f"id,slug,name,acronym,page,metrics,members{{role,since,us
 DISCUSSION_FIELDS = (
     f"data{{id,title,subject,created,closed,closed_by{{{_REF}}},closed_by_organization{{id,slug,name}},"
     f"user{{{_REF}}},organization{{id,slug,name}},self_web_url,"
-    f"discussion{{id,content,posted_on,posted_by{{{_REF}}},posted_by_organization{{id,slug,name}}}}}},next_page"
+    f"discussion{{id,content,posted_on,posted_by{{{_REF}}},posted_by_organization{{id,slug,name}}}}}},{_PAGER}"
 )
 REUSE_FIELDS = (
     f"data{{id,title,slug,type,topic,url,page,created_at,last_modified,deleted,archived,private,metrics,"
-    f"datasets{{id}},owner{{{_REF}}},organization{{id,slug,name}}}},next_page"
+    f"datasets{{id}},owner{{{_REF}}},organization{{id,slug,name}}}},{_PAGER}"
 )
 
 
@@ -54,18 +56,12 @@ class Udata:
         return await self.client.collect(
             f"{self.api}/datasets/",
             {"organization": organization_id, "page_size": PAGE_SIZE},
-            fields=f"data{{{fields}}},next_page",
+            fields=f"data{{{fields}}},{_PAGER}",
         )
 
     async def dataset(self, id_or_slug: str, fields: str = DATASET_FIELDS) -> dict[str, Any]:
         """One dataset (raises NotFound on 404 and 410)."""
         return await self.client.get_json(f"{self.api}/datasets/{id_or_slug}/", fields=fields)
-
-    @staticmethod
-    def discussion_batches(dataset_ids: Iterable[str]) -> list[list[str]]:
-        """Dataset ids in batches of `DISCUSSION_BATCH`, one `discussions_of` request (and its pages) each."""
-        ids = list(dataset_ids)
-        return [ids[start : start + DISCUSSION_BATCH] for start in range(0, len(ids), DISCUSSION_BATCH)]
 
     async def discussions_of(self, dataset_ids: list[str]) -> list[dict[str, Any]]:
         """Every discussion, with all its messages, of a batch of datasets (one repeated `for=` filter)."""
@@ -81,15 +77,31 @@ class Udata:
             f"{self.api}/reuses/", {"dataset": dataset_id, "page_size": PAGE_SIZE}, fields=REUSE_FIELDS
         )
 
-    async def dataset_months(
-        self, *, dataset_id: str | None = None, organization_id: str | None = None, since: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Monthly visits and downloads rows (`datasets` model) of a dataset or of an organization."""
-        params: dict[str, Any] = {"page_size": METRICS_PAGE_SIZE, "metric_month__sort": "asc"}
-        if dataset_id:
-            params["dataset_id__exact"] = dataset_id
-        if organization_id:
-            params["organization_id__exact"] = organization_id
+    async def reuse_count(self) -> int:
+        """How many reuses the portal lists in all (one request of one item)."""
+        page = await self.client.get_json(f"{self.api}/reuses/", {"page_size": 1}, fields="total")
+        return int(page.get("total") or 0)
+
+    async def all_reuses(self) -> list[dict[str, Any]]:
+        """Every reuse the portal lists, each with the ids of the datasets it uses (oldest first)."""
+        return await self.client.collect(
+            f"{self.api}/reuses/", {"page_size": PAGE_SIZE, "sort": "created"}, fields=REUSE_FIELDS
+        )
+
+    async def months_of(self, dataset_ids: list[str], since: str | None = None) -> list[dict[str, Any]]:
+        """Monthly visits and downloads rows (`datasets` model) of a batch of datasets, under every organization
+        they were published by (a dataset that moved has a row per organization for the month it moved)."""
+        params: dict[str, Any] = {
+            "dataset_id__in": ",".join(dataset_ids),
+            "page_size": METRICS_PAGE_SIZE,
+            "metric_month__sort": "asc",
+        }
         if since:
             params["metric_month__greater"] = since  # `greater` is >= on the metrics API
         return await self.client.collect(f"{self.metrics_api}/datasets/data/", params)
+
+
+def batches(items: Iterable[str], size: int) -> list[list[str]]:
+    """``items`` in lists of at most ``size``."""
+    listed = list(items)
+    return [listed[start : start + size] for start in range(0, len(listed), size)]
