@@ -1,18 +1,28 @@
-"""Benchmark: load one generated organization's usage data three ways and compare time, requests and memory.
+"""Benchmark: load a generated portal's usage data three ways and compare time, requests and memory.
 
-Approaches, each in a child process against the same local portal (127.0.0.1, fixed latency per request):
+For each size (``--datasets 500,1000,10000``) a world of several organizations with a realistic activity mix
+(discussions on ~75% of the datasets, 1-3 each; reuses on ~65%, 1-2 each; three months of metrics) is served on
+127.0.0.1 with a fixed latency per request, and each approach runs in a child process against it:
 
-* ``pipeline``: the real ``usage-pipeline refresh`` CLI (Dagster, persistent SQLite instance, DuckDB).
-* ``naive``: a sequential crawl with a sync ``httpx.Client``, one request at a time, JSON stored in DuckDB.
+* ``pipeline``: the real ``usage-pipeline refresh`` (Dagster, persistent SQLite instance, DuckDB), first run;
+* ``pipeline-next-day``: the same data folder the next day (monthly history stored);
+* ``naive``: a sequential crawl with a sync ``httpx.Client``, one request at a time, JSON stored in DuckDB;
 * ``dlt``: dlt's ``rest_api`` source into DuckDB, per-dataset child resources ``parallelized``.
+
+The pipeline's wall time is split into phases from its Dagster event log and the portal's request times:
+startup (process start to the crawl), crawl (to the last request answered), raw landing (the checks and the
+write of the day's rows), models, checks (raw and reporting validations), publication (the published copy and
+the digests), and Dagster's bookkeeping (everything else: run planning, one materialization event per
+(dataset, date) partition, step events, process exit). ``--write-readme`` puts the tables into README.md
+between the benchmark markers.
 
 Run (from the repository root)::
 
-    .venv/bin/python bench/benchmark.py --datasets 1000 --latency 0.1
+    .venv/bin/python bench/benchmark.py --datasets 500,1000 --latency 0.1
+    .venv/bin/python bench/benchmark.py --datasets 500,1000,10000 --only pipeline,pipeline-next-day,dlt --write-readme
 
-The portal server runs in this process; children are timed from spawn to exit, and their peak RSS comes
-from ``os.wait4``. The ``child-naive`` and ``child-dlt`` subcommands are the children's entry points:
-they import neither usage_pipeline nor this process's state, so the dlt child can run in another venv.
+The ``child-naive`` and ``child-dlt`` subcommands are the children's entry points: they import neither
+usage_pipeline nor this process's state, so the dlt child can run in another venv (``--dlt-python``).
 """
 
 from __future__ import annotations
@@ -36,11 +46,13 @@ from typing import Any
 
 APPROACHES = ("pipeline", "pipeline-next-day", "naive", "dlt")
 LABELS = {
-    "pipeline": "pipeline (`usage-pipeline refresh`), first run",
-    "pipeline-next-day": "pipeline, next day (monthly history stored)",
-    "naive": "naive sequential crawl (httpx)",
-    "dlt": "dlt rest_api (parallelized)",
+    "pipeline": "`usage-pipeline refresh`, first run",
+    "pipeline-next-day": "`usage-pipeline refresh`, next day",
+    "naive": "naive sequential crawl",
+    "dlt": "dlt `rest_api` (parallelized)",
 }
+README_START = "<!-- benchmark:start (written by bench/benchmark.py --write-readme) -->"
+README_END = "<!-- benchmark:end -->"
 HERE = Path(__file__).resolve()
 DEFAULT_BENCH_VENV = HERE.parent.parent / ".venv-bench"
 MAX_PAGES = 10_000  # bound on any paginated listing followed by a child
@@ -59,8 +71,12 @@ def _check_local(url: str, base_url: str) -> str:
     return url
 
 
-def naive_crawl(base_url: str, organization_id: str, db_path: Path) -> dict[str, int]:
-    """Fetch every document one request at a time, then store each kind as a (key, JSON) DuckDB table."""
+def naive_crawl(base_url: str, organization_ids: list[str], db_path: Path) -> dict[str, int]:
+    """Fetch every document one request at a time, then store each kind as a (key, JSON) DuckDB table.
+
+    The organizations, every dataset of the portal (it serves only theirs), and each dataset's own page,
+    discussions, reuses and monthly metrics.
+    """
     import duckdb
     import httpx
     import pyarrow as pa
@@ -92,9 +108,10 @@ def naive_crawl(base_url: str, organization_id: str, db_path: Path) -> dict[str,
             return (page.get("links") or {}).get("next")
 
         api = f"{base_url}/api/1"
-        organization = get(f"{api}/organizations/{organization_id}/")
-        rows["organizations"].append((organization["id"], json.dumps(organization)))
-        datasets = list(pages(f"{api}/datasets/", {"organization": organization_id}, udata_next))
+        for organization_id in organization_ids:
+            organization = get(f"{api}/organizations/{organization_id}/")
+            rows["organizations"].append((organization["id"], json.dumps(organization)))
+        datasets = list(pages(f"{api}/datasets/", {"page_size": 100}, udata_next))
         rows["datasets"] = [(dataset["id"], json.dumps(dataset)) for dataset in datasets]
         for dataset in datasets:
             key = dataset["id"]
@@ -123,23 +140,27 @@ def naive_crawl(base_url: str, organization_id: str, db_path: Path) -> dict[str,
     return {kind: len(items) for kind, items in rows.items()}
 
 
-def dlt_config(base_url: str, organization_id: str) -> dict[str, Any]:
-    """The `rest_api` source config: the org, its datasets, and four child resources per dataset id."""
+def dlt_config(base_url: str, organization_ids: list[str]) -> dict[str, Any]:
+    """The `rest_api` source config: the organizations, every dataset of the portal (it serves only theirs),
+    and four child resources per dataset id."""
     udata_pages = {"type": "json_link", "next_url_path": "next_page"}
     by_dataset = "{resources.datasets.id}"
     return {
         "client": {"base_url": f"{base_url}/api/", "paginator": udata_pages},
         "resource_defaults": {"write_disposition": "replace"},
         "resources": [
-            {
-                "name": "organizations",
-                "endpoint": {"path": f"1/organizations/{organization_id}/", "data_selector": "$",
-                             "paginator": "single_page"},
-            },
+            *(
+                {
+                    "name": f"organization_{index}",
+                    "table_name": "organizations",
+                    "endpoint": {"path": f"1/organizations/{organization_id}/", "data_selector": "$",
+                                 "paginator": "single_page"},
+                }
+                for index, organization_id in enumerate(organization_ids)
+            ),
             {
                 "name": "datasets",
-                "endpoint": {"path": "1/datasets/", "params": {"organization": organization_id},
-                             "data_selector": "data"},
+                "endpoint": {"path": "1/datasets/", "params": {"page_size": 100}, "data_selector": "data"},
             },
             {
                 "name": "dataset_details",
@@ -170,7 +191,7 @@ def dlt_config(base_url: str, organization_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def dlt_load(base_url: str, organization_id: str, db_path: Path, pipelines_dir: Path) -> str:
+def dlt_load(base_url: str, organization_ids: list[str], db_path: Path, pipelines_dir: Path) -> str:
     """Run the `rest_api` source into DuckDB (dataset `udata`); returns dlt's load summary."""
     import dlt
     from dlt.sources.rest_api import rest_api_source
@@ -181,7 +202,7 @@ def dlt_load(base_url: str, organization_id: str, db_path: Path, pipelines_dir: 
         dataset_name="udata",
         pipelines_dir=str(pipelines_dir),
     )
-    info = pipeline.run(rest_api_source(dlt_config(base_url, organization_id)))  # type: ignore[arg-type]
+    info = pipeline.run(rest_api_source(dlt_config(base_url, organization_ids)))  # type: ignore[arg-type]
     info.raise_on_failed_jobs()
     return f"dlt {dlt.__version__}: {info}"
 
@@ -191,18 +212,19 @@ def child_main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="benchmark.py child")
     parser.add_argument("mode", choices=("child-naive", "child-dlt"))
     parser.add_argument("--url", required=True)
-    parser.add_argument("--organization", required=True)
+    parser.add_argument("--organizations", required=True, help="comma-separated ids")
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--pipelines-dir", type=Path)
     args = parser.parse_args(argv)
     if args.url.split("://", 1)[-1].split(":", 1)[0] not in LOCAL_HOSTS:
         print(f"{args.mode}: {args.url} is not a local URL", file=sys.stderr)
         return 2
+    organizations = args.organizations.split(",")
     try:
         if args.mode == "child-naive":
-            print(f"naive crawl: documents stored {naive_crawl(args.url, args.organization, args.db)}")
+            print(f"naive crawl: documents stored {naive_crawl(args.url, organizations, args.db)}")
         else:
-            print(dlt_load(args.url, args.organization, args.db, args.pipelines_dir or args.db.parent / "dlt"))
+            print(dlt_load(args.url, organizations, args.db, args.pipelines_dir or args.db.parent / "dlt"))
     except Exception as error:
         import traceback
 
@@ -216,12 +238,15 @@ def child_main(argv: Sequence[str]) -> int:
 # Parent
 # --------------------------------------------------------------------------------------------------
 
+PHASES = ("startup", "crawl", "raw landing", "models", "checks", "publication", "bookkeeping")
+
 
 @dataclass
 class Outcome:
-    """One approach's measurements."""
+    """One approach's measurements at one size."""
 
     name: str
+    datasets: int
     wall: float = 0.0
     cpu: float = 0.0
     requests: int = 0
@@ -230,6 +255,7 @@ class Outcome:
     exit_code: int = 0
     log: Path | None = None
     tables: dict[str, int] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
     @property
@@ -239,10 +265,10 @@ class Outcome:
 
 def run_child(
     command: list[str], env: dict[str, str], cwd: Path, log: Path, timeout: float
-) -> tuple[int, float, float, float]:
-    """Run `command` to its end; returns exit code, wall seconds, CPU seconds and peak RSS (MB) from `os.wait4`."""
+) -> tuple[int, float, float, float, float]:
+    """Run `command` to its end; returns exit code, start (epoch), wall seconds, CPU seconds and peak RSS (MB)."""
     with log.open("wb") as out:
-        started = time.perf_counter()
+        started_at, started = time.time(), time.perf_counter()
         try:
             process = subprocess.Popen(
                 command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -250,7 +276,7 @@ def run_child(
             )  # fmt: skip
         except OSError as error:  # e.g. a --dlt-python that does not exist
             out.write(f"[benchmark] cannot start {command[0]}: {error}\n".encode())
-            return 127, time.perf_counter() - started, 0.0, 0.0
+            return 127, started_at, time.perf_counter() - started, 0.0, 0.0
         try:
             while True:
                 pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -268,7 +294,7 @@ def run_child(
             raise
         wall = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
-    return process.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # KiB on Linux
+    return process.returncode, started_at, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # KiB
 
 
 def table_counts(db_path: Path, schema: str, *, top_level_only: bool = False) -> dict[str, int]:
@@ -288,21 +314,61 @@ def table_counts(db_path: Path, schema: str, *, top_level_only: bool = False) ->
         return {name: con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0] for name in names}
 
 
+def pipeline_phases(
+    dagster_home: Path, started_at: float, wall: float, last_request_at: float | None, latency: float
+) -> dict[str, float]:
+    """Split the latest run's wall time into `PHASES`, from its event log (step and log times) and the portal's
+    last request; works on any version of the pipeline (models in one step or one step per table)."""
+    import re
+
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        (run,) = instance.get_runs(limit=1)
+        entries = instance.all_logs(run.run_id)
+    steps: dict[str, list[float]] = {}
+    marks: dict[str, float] = {}
+    seconds: dict[str, float] = {"raw checks": 0.0, "reporting checks": 0.0}
+    for entry in entries:
+        event = entry.dagster_event
+        if event is not None and event.step_key and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            steps.setdefault(event.step_key, []).append(entry.timestamp)
+        message = entry.user_message or ""
+        for mark in ("snapshot of", "rows (accepted, quarantined)"):
+            if mark in message:
+                marks.setdefault(mark, entry.timestamp)
+        if found := re.search(r"checks on \d+ datasets in ([\d.]+)s", message):
+            seconds["raw checks"] = float(found.group(1))
+        if found := re.search(r"their checks in ([\d.]+)s", message):
+            seconds["reporting checks"] = float(found.group(1))
+
+    def duration(step: str) -> float:
+        times = steps.get(step, [])
+        return max(times) - min(times) if len(times) == 2 else 0.0
+
+    crawl_start = marks.get("snapshot of", started_at)
+    crawl_end = (last_request_at + latency) if last_request_at else crawl_start
+    landed = marks.get("rows (accepted, quarantined)", crawl_end)
+    other = {"raw__udata_snapshot", "published__usage", "published__weekly_digest"}
+    models = sum(duration(step) for step in steps if step not in other and not step.startswith("raw__"))
+    phases = {
+        "startup": crawl_start - started_at,
+        "crawl": crawl_end - crawl_start,
+        "raw landing": landed - crawl_end - seconds["raw checks"],
+        "models": models - seconds["reporting checks"],
+        "checks": seconds["raw checks"] + seconds["reporting checks"],
+        "publication": duration("published__usage") + duration("published__weekly_digest"),
+    }
+    phases["bookkeeping"] = wall - sum(phases.values())
+    return phases
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without USAGE_*/DAGSTER_HOME, local addresses kept off any proxy, plus `extra`."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("USAGE_") and key != "DAGSTER_HOME"}
+    """This environment without USAGE_*/DAGSTER_*, local addresses kept off any proxy, plus `extra`."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("USAGE_", "DAGSTER_"))}
     no_proxy = ",".join(filter(None, [env.get("NO_PROXY", ""), *LOCAL_HOSTS]))
     env |= {"NO_PROXY": no_proxy, "no_proxy": no_proxy, "PYTHONUNBUFFERED": "1"}
     return env | extra
-
-
-def pipeline_command(date: dt.date) -> list[str]:
-    """The `usage-pipeline` console script next to this interpreter (else the one on PATH) refreshing `date`."""
-    script = Path(sys.executable).parent / "usage-pipeline"
-    found = str(script) if script.exists() else shutil.which("usage-pipeline")
-    if not found:
-        raise SystemExit("usage-pipeline is not installed: run `pip install -e .` at the repository root")
-    return [found, "refresh", "--date", date.isoformat()]
 
 
 def default_dlt_python() -> str:
@@ -312,40 +378,42 @@ def default_dlt_python() -> str:
 
 
 def measure(
-    name: str, server: Any, organization_id: str, workdir: Path, args: argparse.Namespace, today: dt.date
+    name: str, server: Any, organizations: list[str], size: int, workdir: Path, args: argparse.Namespace, today: dt.date
 ) -> Outcome:
     """Run one approach in a child process against `server` and collect its numbers."""
-    home = workdir / name
+    home = workdir / f"{size}-{name}"
     home.mkdir(parents=True)
     url = server.url
     if name.startswith("pipeline"):
-        # the first run snapshots yesterday (whole monthly history); the next day reuses its warehouse
-        pipeline_home = workdir / "pipeline"
-        data_dir = pipeline_home / "data"
-        command = pipeline_command(today if name == "pipeline-next-day" else today - dt.timedelta(days=1))
+        # the first run snapshots yesterday (whole monthly history); the next day reuses its data folder
+        pipeline_home = workdir / f"{size}-pipeline-data"
+        date = today if name == "pipeline-next-day" else today - dt.timedelta(days=1)
+        command = [sys.executable, "-m", "usage_pipeline.cli", "refresh", "--date", date.isoformat()]
         env = child_env(
             {
+                "PYTHONPATH": str(args.source),
                 "USAGE_PORTAL_URL": url,
                 "USAGE_METRICS_API_URL": url,
-                "USAGE_ORGANIZATIONS": organization_id,
-                "USAGE_DATA_DIR": str(data_dir),
+                "USAGE_ORGANIZATIONS": ",".join(organizations),
+                "USAGE_DATA_DIR": str(pipeline_home / "data"),
                 "DAGSTER_HOME": str(pipeline_home / "dagster_home"),
                 "USAGE_START_DATE": (today - dt.timedelta(days=7)).isoformat(),
-                "USAGE_LINK_CHECKS": "0",  # the others do not check reuse sites either (and those are not local)
+                "USAGE_LINK_CHECKS": "0",  # the others do not check reuse sites either
             }
         )
     else:
         python = sys.executable if name == "naive" else args.dlt_python
-        command = [python, str(HERE), f"child-{name}", "--url", url, "--organization", organization_id,
+        command = [python, str(HERE), f"child-{name}", "--url", url, "--organizations", ",".join(organizations),
                    "--db", str(home / f"{name}.duckdb"), "--pipelines-dir", str(home / "dlt_pipelines")]  # fmt: skip
         env = child_env(
             {"RUNTIME__DLTHUB_TELEMETRY": "false", "EXTRACT__WORKERS": str(args.dlt_workers)} if name == "dlt" else {}
         )
     server.reset_counts()
-    print(f"[benchmark] {name}: running {' '.join(command[:3])} ... (log: {home / 'child.log'})", flush=True)
-    exit_code, wall, cpu, max_rss_mb = run_child(command, env, home, home / "child.log", args.timeout)
+    print(f"[benchmark] {size} datasets, {name}: running ... (log: {home / 'child.log'})", flush=True)
+    exit_code, started_at, wall, cpu, max_rss_mb = run_child(command, env, home, home / "child.log", args.timeout)
     outcome = Outcome(
         name=name,
+        datasets=size,
         wall=wall,
         cpu=cpu,
         requests=server.request_count,
@@ -355,14 +423,18 @@ def measure(
         log=home / "child.log",
     )
     if name.startswith("pipeline"):
-        outcome.tables = table_counts(data_dir / "warehouse.duckdb", "raw")
+        outcome.tables = table_counts(pipeline_home / "data" / "warehouse.duckdb", "raw")
+        if outcome.ok:
+            outcome.phases = pipeline_phases(
+                pipeline_home / "dagster_home", started_at, wall, server.last_request_at, args.latency
+            )
     elif name == "naive":
         outcome.tables = table_counts(home / "naive.duckdb", "main")
     else:
         outcome.tables = table_counts(home / "dlt.duckdb", "udata", top_level_only=True)
     outcome.note = _last_lines(outcome.log, 1 if outcome.ok else 25)
     status = "ok" if outcome.ok else f"FAILED (exit {exit_code})"
-    print(f"[benchmark] {name}: {status} in {wall:.1f} s, {outcome.requests} requests", flush=True)
+    print(f"[benchmark] {size} datasets, {name}: {status} in {wall:.1f} s, {outcome.requests} requests", flush=True)
     return outcome
 
 
@@ -372,64 +444,68 @@ def _last_lines(path: Path | None, count: int) -> str:
     return "\n".join(path.read_text(errors="replace").rstrip().splitlines()[-count:])
 
 
-def _ratio(value: float, reference: Outcome | None) -> str:
-    if reference is None or not reference.ok or reference.wall <= 0:
-        return "–"
-    ratio = value / reference.wall
-    return f"{ratio:.3f}× ({1 / ratio:.1f}× faster)" if ratio < 1 else f"{ratio:.2f}×"
+def _versus(value: float, reference: Outcome | None) -> str:
+    return f"{value / reference.wall:.2f}" if reference and reference.ok and reference.wall > 0 else "–"
 
 
-def report(outcomes: list[Outcome], args: argparse.Namespace, world_facts: dict[str, Any]) -> str:
-    """The Markdown report: machine, parameters, the results table, requests by endpoint, rows loaded."""
-    by_name = {outcome.name: outcome for outcome in outcomes}
-    naive, dlt = by_name.get("naive"), by_name.get("dlt")
+def report(outcomes: list[Outcome], args: argparse.Namespace, facts: dict[int, dict[str, Any]]) -> str:
+    """The Markdown report: machine, parameters, one results table, the pipeline's phases, requests by endpoint."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
-        "## Benchmark: loading one organization's usage data",
+        f"Measured by `python bench/benchmark.py --datasets {args.datasets_arg} --latency {args.latency:g}` on "
+        f"{dt.date.today().isoformat()}: nproc={cpus}, Python {platform.python_version()} "
+        f"({platform.system()} {platform.machine()}), {args.latency * 1000:.0f} ms per request, seed {args.seed}; "
+        f"{facts.get('dlt_version', 'dlt not run')} with {args.dlt_workers} extract workers; the pipeline with its "
+        "default settings (5 requests in flight), a fresh data folder and SQLite `DAGSTER_HOME`.",
         "",
-        f"- Machine: nproc={cpus}, Python {platform.python_version()} ({platform.system()} {platform.machine()})",
-        f"- Parameters: {args.datasets} datasets, {args.latency * 1000:.0f} ms latency per request, seed {args.seed}; "
-        f"world: {world_facts['discussions']} discussions, {world_facts['reuses']} dataset-reuse links, "
-        f"{world_facts['metrics_rows']} metrics rows",
-        f"- dlt: `{args.dlt_python}` ({world_facts.get('dlt_version', '?')}), {args.dlt_workers} extract workers; "
-        "pipeline: default USAGE_HTTP_CONCURRENCY (5), fresh data dir and SQLite DAGSTER_HOME",
-        "",
-        "| approach | wall time (s) | requests | peak RSS (MB) | CPU user+sys (s) | time vs naive | time vs dlt |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| datasets (organizations; discussions, reuse links, metrics rows) | approach | wall (s) | requests | "
+        "peak RSS (MB) | vs naive | vs dlt |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for outcome in outcomes:
-        if outcome.ok:
-            versus_dlt = _ratio(outcome.wall, dlt) if outcome.name.startswith("pipeline") else ""
+    for size in args.datasets:
+        world = facts[size]
+        here = {outcome.name: outcome for outcome in outcomes if outcome.datasets == size}
+        naive, dlt = here.get("naive"), here.get("dlt")
+        label = (
+            f"{size:,} ({world['organizations']}; {world['discussions']:,}, {world['reuses']:,}, "
+            f"{world['metrics_rows']:,})"
+        )
+        for outcome in here.values():
+            wall = f"{outcome.wall:.1f}" if outcome.ok else f"FAILED (exit {outcome.exit_code})"
+            compare = outcome.name.startswith("pipeline")
             lines.append(
-                f"| {LABELS[outcome.name]} | {outcome.wall:.1f} | {outcome.requests} | {outcome.max_rss_mb:.0f} | "
-                f"{outcome.cpu:.1f} | {_ratio(outcome.wall, naive)} | {versus_dlt} |"
+                f"| {label} | {LABELS[outcome.name]} | {wall} | {outcome.requests:,} | {outcome.max_rss_mb:.0f} | "
+                f"{_versus(outcome.wall, naive) if compare else ''} | {_versus(outcome.wall, dlt) if compare else ''} |"
             )
-        else:
-            lines.append(
-                f"| {LABELS[outcome.name]} | FAILED (exit {outcome.exit_code}) after {outcome.wall:.1f} | "
-                f"{outcome.requests} | {outcome.max_rss_mb:.0f} | {outcome.cpu:.1f} | – | – |"
-            )
-    lines += [
-        "",
-        "Wall time: child spawn to exit (interpreter start and imports included). Peak RSS: `ru_maxrss` of the "
-        "child from `os.wait4` (largest process of its tree). The portal server runs in the benchmark process, "
-        "on the same CPUs.",
-        "",
-        "Requests by endpoint:",
-        "",
-    ]
+            label = ""
+    phased = [outcome for outcome in outcomes if outcome.phases]
+    if phased:
+        lines += [
+            "",
+            "Where the pipeline's time goes (seconds):",
+            "",
+            "| datasets | run | " + " | ".join(PHASES) + " |",
+            "|---:|---|" + "---:|" * len(PHASES),
+        ]
+        for outcome in phased:
+            cells = " | ".join(f"{outcome.phases[phase]:.1f}" for phase in PHASES)
+            lines.append(f"| {outcome.datasets:,} | {LABELS[outcome.name]} | {cells} |")
+    lines += ["", "Requests by endpoint:", ""]
     for outcome in outcomes:
         endpoints = ", ".join(f"{label} {count}" for label, count in sorted(outcome.by_endpoint.items()))
-        lines.append(f"- {outcome.name}: {endpoints or 'none'}")
-    lines += ["", "Rows loaded (top-level tables):", ""]
+        lines.append(f"- {outcome.datasets:,} datasets, {outcome.name}: {endpoints or 'none'}")
     for outcome in outcomes:
-        tables = ", ".join(f"{table} {count}" for table, count in outcome.tables.items())
-        lines.append(f"- {outcome.name}: {tables or 'none'}")
-    failures = [outcome for outcome in outcomes if not outcome.ok]
-    for outcome in failures:
-        lines += ["", f"**{outcome.name} failed** (exit {outcome.exit_code}, log {outcome.log}):", "", "```",
-                  outcome.note or "(no output)", "```"]  # fmt: skip
+        if not outcome.ok:
+            lines += ["", f"**{outcome.name} failed** (exit {outcome.exit_code}, log {outcome.log}):", "", "```",
+                      outcome.note or "(no output)", "```"]  # fmt: skip
     return "\n".join(lines)
+
+
+def write_readme(readme: Path, text: str) -> None:
+    """Replace what stands between the benchmark markers of ``readme`` by ``text``."""
+    content = readme.read_text(encoding="utf-8")
+    start, end = content.index(README_START) + len(README_START), content.index(README_END)
+    readme.write_text(f"{content[:start]}\n{text}\n{content[end:]}", encoding="utf-8")
 
 
 def dlt_version(python: str) -> str:
@@ -445,15 +521,22 @@ def dlt_version(python: str) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", type=int, default=1000, help="datasets of the generated organization")
+    parser.add_argument("--datasets", default="500,1000", help="sizes to measure, comma-separated")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds the portal waits before each answer")
     parser.add_argument("--only", default=",".join(APPROACHES), help="approaches to run, in order (comma-separated)")
     parser.add_argument("--dlt-python", default=default_dlt_python(), help="interpreter with dlt[duckdb] installed")
     parser.add_argument("--dlt-workers", type=int, default=5, help="dlt extract workers (EXTRACT__WORKERS)")
+    parser.add_argument("--source", type=Path, default=HERE.parent.parent, help="the usage_pipeline tree to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a child is killed")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
+    parser.add_argument("--write-readme", action="store_true", help="put the report into README.md's benchmark")
     args = parser.parse_args(argv)
+    args.datasets_arg = args.datasets
+    try:
+        args.datasets = [int(size) for size in args.datasets.split(",") if size.strip()]
+    except ValueError:
+        parser.error("--datasets takes comma-separated whole numbers, e.g. 500,1000,10000")
     args.approaches = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(args.approaches) - set(APPROACHES)
     if unknown or not args.approaches:
@@ -462,10 +545,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "pipeline" not in args.approaches
         or args.approaches.index("pipeline") > args.approaches.index("pipeline-next-day")
     ):
-        parser.error("pipeline-next-day runs on the warehouse of pipeline: list pipeline before it")
-    if args.datasets < 1 or args.latency < 0:
+        parser.error("pipeline-next-day runs on the data folder of pipeline: list pipeline before it")
+    if not args.datasets or min(args.datasets) < 1 or args.latency < 0:
         parser.error("--datasets must be >= 1 and --latency >= 0")
     return args
+
+
+def organizations_for(size: int) -> int:
+    """Several organizations, more for a larger producer (3 for 500 datasets, 4 for 1,000, 12 for 10,000)."""
+    return max(3, round(size**0.5 / 8))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -473,39 +561,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0].startswith("child-"):
         return child_main(argv)
     args = parse_args(argv)
-
+    sys.path.insert(0, str(args.source))
     from usage_pipeline.demo.portal_server import PortalServer
-    from usage_pipeline.demo.world import generate_world
+    from usage_pipeline.demo.world import BENCHMARK_MIX, generate_world
 
     today = dt.date.today()
-    started = time.perf_counter()
-    world = generate_world(1, args.datasets, seed=args.seed, today=today)
-    organization_id = next(iter(world.organizations))
-    reuse_links = sum(len(entry["reuses"]) for entry in world.entries.values())
-    facts: dict[str, Any] = {
-        "discussions": sum(len(entry["discussions"]) for entry in world.entries.values()),
-        "reuses": reuse_links,
-        "metrics_rows": len(world.metrics_rows),
-    }
+    facts: dict[Any, Any] = {}
     if "dlt" in args.approaches:
         facts["dlt_version"] = dlt_version(args.dlt_python)
-    print(
-        f"[benchmark] world of {args.datasets} datasets generated in {time.perf_counter() - started:.1f} s", flush=True
-    )
     workdir = Path(tempfile.mkdtemp(prefix="usage-bench-"))
     outcomes: list[Outcome] = []
     try:
-        with PortalServer(world, latency=args.latency) as server:
-            for name in args.approaches:
-                outcomes.append(measure(name, server, organization_id, workdir, args, today))
+        for size in args.datasets:
+            started = time.perf_counter()
+            count = organizations_for(size)
+            world = generate_world(count, -(-size // count), seed=args.seed, today=today, mix=BENCHMARK_MIX)
+            for extra in sorted(world.entries)[size:]:  # exactly `size` datasets
+                del world.entries[extra]
+            world.metrics_rows = [row for row in world.metrics_rows if row["dataset_id"] in world.entries]
+            entries = world.entries.values()
+            facts[size] = {
+                "organizations": count,
+                "discussions": sum(len(entry["discussions"]) for entry in entries),
+                "reuses": sum(len(entry["reuses"]) for entry in entries),
+                "metrics_rows": len(world.metrics_rows),
+            }
+            print(f"[benchmark] world of {size} datasets in {time.perf_counter() - started:.1f} s", flush=True)
+            with PortalServer(world, latency=args.latency) as server:
+                for name in args.approaches:
+                    outcomes.append(measure(name, server, list(world.organizations), size, workdir, args, today))
     finally:
         if args.keep or any(not outcome.ok for outcome in outcomes):
             print(f"[benchmark] working directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    text = report(outcomes, args, facts)
     print()
-    print(report(outcomes, args, facts))
-    failed = [outcome.name for outcome in outcomes if not outcome.ok]
+    print(text)
+    if args.write_readme:
+        write_readme(HERE.parent.parent / "README.md", text)
+        print("\n[benchmark] README.md updated")
+    failed = [f"{outcome.datasets} {outcome.name}" for outcome in outcomes if not outcome.ok]
     if failed:
         print(f"\n[benchmark] failed: {', '.join(failed)}", file=sys.stderr)
         return 1

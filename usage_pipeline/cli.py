@@ -32,6 +32,13 @@ from usage_pipeline.surveys.config import load_config
 INSTANCE_CONFIG_MARKER = "# Written by usage-pipeline."
 INSTANCE_CONFIG = f"""\
 {INSTANCE_CONFIG_MARKER} One writer at a time on the DuckDB warehouse, whatever launches the runs.
+# Dagster's SQLite event log, each database kept open (usage_pipeline/dagster_sqlite.py): the daily run stores an
+# event per followed dataset, which Dagster's default writes each with a new connection and several fsyncs.
+event_log_storage:
+  module: usage_pipeline.dagster_sqlite
+  class: KeptOpenSqliteEventLogStorage
+  config:
+    base_dir: {{history}}
 # Pools are enforced per run: the run queue (under the daemon) starts a run only when no other run of the
 # usage_warehouse pool is in progress, and a run never waits for a slot inside a step. `usage-pipeline refresh`
 # waits for (or clears, when its process is gone) the runs in progress itself. Run monitoring fails a run whose
@@ -78,7 +85,8 @@ def dagster_instance(settings: Settings) -> dg.DagsterInstance:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text().startswith(INSTANCE_CONFIG_MARKER):
-        config.write_text(INSTANCE_CONFIG)  # ours, kept current; a dagster.yaml written by someone else is left alone
+        # ours, kept current; a dagster.yaml written by someone else is left alone
+        config.write_text(INSTANCE_CONFIG.format(history=home / "history" / "runs"))
     return dg.DagsterInstance.get()
 
 

@@ -129,25 +129,52 @@ def test_collect_follows_udata_next_page_across_three_pages() -> None:
     assert client.stats.retries == 0
 
 
-def test_pages_yields_each_page_data_and_keeps_the_fields_mask() -> None:
-    pages = [[{"id": "a"}], [{"id": "b"}], []]
+def test_collect_asks_the_other_pages_at_once_when_the_first_says_how_many() -> None:
+    """Page 1 says 5 items by 2: pages 2 and 3 are asked together (both in flight before either answers)."""
+    pages = [[{"id": "a"}, {"id": "b"}], [{"id": "c"}, {"id": "d"}], [{"id": "e"}]]
+    inner, urls = udata_pages_handler(pages)
+    in_flight: list[int] = []
+    both_asked = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        number = int(request.url.params.get("page", "1"))
+        if number > 1:
+            in_flight.append(number)
+            if len(in_flight) == 2:
+                both_asked.set()
+            await asyncio.wait_for(both_asked.wait(), timeout=5)
+        return inner(request)
+
+    items, client = run_client(
+        handler, lambda client: client.collect(f"{BASE}/datasets/", {"organization": ORG, "page_size": 2}, "data{id}")
+    )
+
+    assert [item["id"] for item in items] == ["a", "b", "c", "d", "e"]
+    assert sorted(in_flight) == [2, 3]
+    assert sorted(urls[1:]) == [
+        f"{BASE}/datasets/?organization={ORG}&page_size=2&page=2",
+        f"{BASE}/datasets/?organization={ORG}&page_size=2&page=3",
+    ]
+
+
+def test_collect_follows_next_links_when_the_page_does_not_say_how_many_and_keeps_the_mask() -> None:
+    pages = {
+        "1": {"data": [{"id": "a"}], "next_page": f"{BASE}/datasets/?organization={ORG}&page=2"},
+        "2": {"data": [{"id": "b"}, {"id": "a"}], "next_page": None},  # the listing moved: "a" again
+    }
     requests: list[httpx.Request] = []
-    inner, _ = udata_pages_handler(pages)
 
     def handler(request: httpx.Request) -> httpx.Response:
         requests.append(request)
-        return inner(request)
+        return httpx.Response(200, json=pages[request.url.params.get("page", "1")])
 
-    async def use(client: PortalClient) -> list[list[dict]]:
-        return [page async for page in client.pages(f"{BASE}/datasets/", {"organization": ORG}, "data{id},next_page")]
+    items, _ = run_client(handler, lambda client: client.collect(f"{BASE}/datasets/", {"organization": ORG}, "m"))
 
-    result, _ = run_client(handler, use)
-
-    assert result == [[{"id": "a"}], [{"id": "b"}], []]
-    assert [request.headers.get("X-Fields") for request in requests] == ["data{id},next_page"] * 3
+    assert items == [{"id": "a"}, {"id": "b"}], "each item once"
+    assert [request.headers.get("X-Fields") for request in requests] == ["m", "m"]
 
 
-def test_collect_follows_metrics_api_links_next() -> None:
+def test_collect_reads_the_metrics_api_envelope() -> None:
     rows = [{"__id": n, "metric_month": f"2025-{n:02d}"} for n in range(1, 6)]
     urls: list[str] = []
 
@@ -174,11 +201,11 @@ def test_collect_follows_metrics_api_links_next() -> None:
     )
 
     assert items == rows
-    assert urls == [
-        f"{METRICS}?dataset_id__exact=x&page_size=2",
-        f"{METRICS}?dataset_id__exact=x&page=2&page_size=2",
-        f"{METRICS}?dataset_id__exact=x&page=3&page_size=2",
-    ]
+    assert urls[0] == f"{METRICS}?dataset_id__exact=x&page_size=2"
+    assert sorted(urls[1:]) == [
+        f"{METRICS}?dataset_id__exact=x&page_size=2&page=2",
+        f"{METRICS}?dataset_id__exact=x&page_size=2&page=3",
+    ], "the metrics API's meta says how many pages: the others are asked at once"
     assert client.stats.requests == 3
 
 

@@ -77,6 +77,7 @@ class FakePortal:
         ]
     )
     ignore_for: bool = False  # answer every discussion whatever the `for=` filter says
+    reuse_total: int | None = None  # what `/reuses/?page_size=1` says the portal holds (None: the real count)
     failing: set[str] = field(default_factory=set)  # path parts or query values whose requests answer 503
     requests: list[httpx.Request] = field(default_factory=list)
 
@@ -99,7 +100,8 @@ class FakePortal:
                         item
                         for item in self.datasets.values()
                         if (item["organization"] or {}).get("id") == params["organization"]
-                    ]
+                    ],
+                    params,
                 )
             case ["api", "1", "datasets", key]:
                 if key in self.gone:
@@ -109,21 +111,28 @@ class FakePortal:
             case ["api", "1", "discussions"]:
                 subjects = params.get_list("for")
                 return self._page(
-                    [item for item in self.discussions if self.ignore_for or item["subject"]["id"] in subjects]
+                    [item for item in self.discussions if self.ignore_for or item["subject"]["id"] in subjects], params
                 )
             case ["api", "1", "reuses"]:
-                return self._page(self.reuses.get(params["dataset"], []))
+                if "dataset" in params:
+                    return self._page(self.reuses.get(params["dataset"], []), params)
+                everything = list({reuse["id"]: reuse for items in self.reuses.values() for reuse in items}.values())
+                page = self._page(everything, params)
+                if self.reuse_total is not None and params.get("page_size") == "1":
+                    page = httpx.Response(200, json={**page.json(), "total": self.reuse_total})
+                return page
         return self._missing(404)
 
     def _metrics(self, request: httpx.Request) -> httpx.Response:
         params = request.url.params
         if request.url.path != "/api/datasets/data/" or int(params.get("page_size", "20")) > 50:
             return httpx.Response(400, json={"message": "bad request"})
+        wanted = params["dataset_id__in"].split(",") if "dataset_id__in" in params else None
         rows = [
             row
             for row in self.metrics
-            if params.get("dataset_id__exact", row["dataset_id"]) == row["dataset_id"]
-            and params.get("organization_id__exact", row["organization_id"]) == row["organization_id"]
+            if (wanted is None or row["dataset_id"] in wanted)
+            and params.get("dataset_id__exact", row["dataset_id"]) == row["dataset_id"]
             and row["metric_month"] >= params.get("metric_month__greater", "")
         ]
         rows.sort(key=lambda row: row["metric_month"])
@@ -132,8 +141,15 @@ class FakePortal:
         )
 
     @staticmethod
-    def _page(items: list[dict[str, Any]]) -> httpx.Response:
-        return httpx.Response(200, json={"data": items, "page": 1, "total": len(items), "next_page": None})
+    def _page(items: list[dict[str, Any]], params: httpx.QueryParams) -> httpx.Response:
+        """udata's page envelope: ``page`` and ``page_size`` (default 20) slice ``items``."""
+        page, size = int(params.get("page", "1")), int(params.get("page_size", "20"))
+        chunk = items[(page - 1) * size : page * size]
+        more = page * size < len(items)
+        following = f"{PORTAL}/next?page={page + 1}" if more else None  # followed only without `total`
+        return httpx.Response(
+            200, json={"data": chunk, "page": page, "page_size": size, "total": len(items), "next_page": following}
+        )
 
     @staticmethod
     def _missing(status: int) -> httpx.Response:
@@ -228,7 +244,7 @@ def test_discover_resolves_the_organization_slug_and_appends_extra_datasets() ->
     (listing,) = portal.calls("/api/1/datasets/")
     assert listing["organization"] == ORG_A
     listing_request = next(request for request in portal.requests if request.url.path == "/api/1/datasets/")
-    assert listing_request.headers["X-Fields"] == "data{id},next_page"
+    assert listing_request.headers["X-Fields"] == "data{id},next_page,total,page_size"
 
 
 def test_discover_reports_an_unknown_organization_and_follows_the_others() -> None:
@@ -298,23 +314,36 @@ def test_crawl_records_a_404_dataset_as_gone_with_404() -> None:
     assert set(result.datasets) == {D1}
 
 
-def test_crawl_fetches_reuses_only_for_datasets_with_a_reuse_counter() -> None:
+def test_crawl_reads_the_portals_whole_reuse_listing_when_that_takes_fewer_requests() -> None:
+    """The portal holds 2 reuses (one page) for 4 followed datasets: one listing, no request per dataset."""
     portal = FakePortal()
 
     result = run_crawl(portal)
 
-    assert [params["dataset"] for params in portal.calls("/api/1/reuses/")] == [D1]
+    calls = portal.calls("/api/1/reuses/")
+    assert [dict(params) for params in calls] == [{"page_size": "1"}, {"page_size": "100", "sort": "created"}]
+    assert result.reuses == {D1: portal.reuses[D1]}
+
+
+def test_crawl_asks_each_dataset_with_a_reuse_counter_when_the_portal_has_too_many_reuses() -> None:
+    portal = FakePortal(reuse_total=100_000)  # 1,000 pages, more than one request per followed dataset
+
+    result = run_crawl(portal)
+
+    calls = portal.calls("/api/1/reuses/")
+    assert [params.get("dataset") for params in calls] == [None, D1], "the count, then D1 (the only counter > 0)"
     assert result.reuses == {D1: portal.reuses[D1]}
 
 
 def test_crawl_requests_discussions_with_repeated_for_params_and_assigns_them_by_subject() -> None:
+    """Asked for every followed key at once (without waiting for the datasets); a gone dataset's are dropped."""
     portal = FakePortal()
+    portal.discussions.append(discussion("c9", GONE))
 
     result = run_crawl(portal)
 
     (params,) = portal.calls("/api/1/discussions/")
-    assert sorted(params.get_list("for")) == [D1, D2, D4]
-    assert GONE not in params.get_list("for")
+    assert params.get_list("for") == [D1, D2, D4, GONE]
     assert {key: [item["id"] for item in items] for key, items in result.discussions.items()} == {
         D1: ["c1", "c3"],
         D4: ["c2"],
@@ -334,26 +363,18 @@ def test_crawl_drops_discussions_about_datasets_it_does_not_follow() -> None:
     }
 
 
-def test_crawl_fetches_recent_months_in_bulk_for_datasets_with_history_and_full_history_for_the_others() -> None:
+def test_crawl_fetches_recent_months_for_datasets_with_history_and_whole_history_for_the_others() -> None:
+    """By batches of ids (`dataset_id__in`, every organization's rows): D1 and D4 have history, D2 does not."""
     portal = FakePortal()
 
     result = run_crawl(portal)
 
     calls = portal.calls("/api/datasets/data/")
-    by_org = [params for params in calls if "organization_id__exact" in params]
-    by_dataset = {params["dataset_id__exact"]: params for params in calls if "dataset_id__exact" in params}
-    assert len(calls) == len(by_org) + len(by_dataset)
-    # D1: listed by org A with stored history -> one bulk call for org A, from two months before the run month.
-    assert len(by_org) == 1
-    assert by_org[0]["organization_id__exact"] == ORG_A
-    assert by_org[0]["metric_month__greater"] == "2025-11"
-    assert "dataset_id__exact" not in by_org[0]
-    # D2: no history -> its whole history; D4: history but not listed by a followed org -> alone, recent months.
-    assert set(by_dataset) == {D2, D4}
-    assert "metric_month__greater" not in by_dataset[D2]
-    assert by_dataset[D4]["metric_month__greater"] == "2025-11"
+    assert [(params["dataset_id__in"], params.get("metric_month__greater")) for params in calls] == [
+        (f"{D1},{D4}", "2025-11"),
+        (f"{D2},{GONE}", None),
+    ]
     assert all(int(params["page_size"]) <= 50 for params in calls)
-
     assert result.metrics == {
         D1: rows_of(portal, D1, "2025-11"),
         D2: rows_of(portal, D2),
@@ -378,10 +399,8 @@ def test_crawl_full_metrics_history_fetches_every_dataset_whole() -> None:
 
     result = run_crawl(portal, full_metrics_history=True)
 
-    calls = portal.calls("/api/datasets/data/")
-    assert not [params for params in calls if "organization_id__exact" in params]
-    assert sorted(params["dataset_id__exact"] for params in calls) == [D1, D2, D4]
-    assert not [params for params in calls if "metric_month__greater" in params]
+    (params,) = portal.calls("/api/datasets/data/")
+    assert params["dataset_id__in"] == f"{D1},{D2},{D4},{GONE}" and "metric_month__greater" not in params
     assert result.metrics == {key: rows_of(portal, key) for key in (D1, D2, D4)}
 
 
@@ -460,9 +479,38 @@ def test_a_dataset_that_does_not_answer_is_a_failure_not_a_gone_dataset() -> Non
 
     assert D4 not in result.datasets and D4 not in result.gone
     assert [(f.part, f.subject) for f in result.failures] == [("dataset", D4)]
-    assert D4 not in {key for params in portal.calls("/api/1/discussions/") for key in params.get_list("for")}
+    assert D4 not in result.discussions and D4 not in result.metrics, "nothing lands for a dataset not fetched"
     assert [(e.configured_as, e.status) for e in result.entries] == [
         ("org-a", "active"),
         (D4, "unreachable"),
         ("old-slug", "gone"),
     ]
+
+
+def test_crawl_has_no_phase_waiting_for_another() -> None:
+    """The organizations' dataset pages are held until discussions, reuses and metrics have all been asked:
+    with phases one after the other the crawl would wait for ever (here: fail after 5 s)."""
+    portal = FakePortal()
+    others_asked = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/1/datasets/":
+            await asyncio.wait_for(others_asked.wait(), timeout=5)
+        response = portal.handle(request)
+        if {"/api/1/discussions/", "/api/1/reuses/", "/api/datasets/data/"} <= {r.url.path for r in portal.requests}:
+            others_asked.set()
+        return response
+
+    async def main() -> Crawl:
+        async with PortalClient(transport=httpx.MockTransport(handler), max_elapsed=0, concurrency=5) as client:
+            return await crawl(
+                Udata(client, PORTAL, METRICS),
+                organizations=["org-a"],
+                dataset_keys=[D1, D2, D4],
+                run_date=RUN_DATE,
+                with_metrics_history=set(),
+            )
+
+    result = asyncio.run(main())
+
+    assert set(result.datasets) == {D1, D2, D4} and result.failures == []

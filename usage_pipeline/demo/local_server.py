@@ -5,6 +5,7 @@ import json
 import socket
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -73,11 +74,16 @@ class LocalServer:
         self._thread: threading.Thread | None = None
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self.first_request_at: float | None = None  # time.time() of the first request since the last reset
+        self.last_request_at: float | None = None  # and of the latest one (when it was received)
 
     def record(self, label: str) -> None:
         """Count one request under ``label`` (an endpoint or action name)."""
+        now = time.time()
         with self._counts_lock:
             self._counts[label] += 1
+            self.first_request_at = self.first_request_at or now
+            self.last_request_at = now
 
     def counts(self) -> Counter[str]:
         """A snapshot of the requests counted by label."""
@@ -88,6 +94,7 @@ class LocalServer:
         """Forget the requests counted so far."""
         with self._counts_lock:
             self._counts.clear()
+            self.first_request_at = self.last_request_at = None
 
     def start(self) -> Self:
         """Bind the port and serve in the background."""
