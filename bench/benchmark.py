@@ -478,6 +478,15 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, facts: dict[int, d
                 f"{_versus(outcome.wall, naive) if compare else ''} | {_versus(outcome.wall, dlt) if compare else ''} |"
             )
             label = ""
+    skipped = [size for size in args.datasets if "naive" in args.approaches and size > args.naive_max]
+    if skipped:
+        lines += [
+            "",
+            f"The naive crawl is not run above {args.naive_max:,} datasets: one request at a time, it takes about "
+            "4 requests × the latency per dataset (about "
+            + ", ".join(f"{4 * size * args.latency / 60:.0f} min at {size:,}" for size in skipped)
+            + "); its ratio column is then empty.",
+        ]
     phased = [outcome for outcome in outcomes if outcome.phases]
     if phased:
         lines += [
@@ -527,6 +536,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dlt-python", default=default_dlt_python(), help="interpreter with dlt[duckdb] installed")
     parser.add_argument("--dlt-workers", type=int, default=5, help="dlt extract workers (EXTRACT__WORKERS)")
     parser.add_argument("--source", type=Path, default=HERE.parent.parent, help="the usage_pipeline tree to run")
+    parser.add_argument(
+        "--naive-max",
+        type=int,
+        default=1000,
+        help="run the naive crawl only up to this many datasets (it takes 4 requests x latency per dataset)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a child is killed")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
@@ -589,6 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[benchmark] world of {size} datasets in {time.perf_counter() - started:.1f} s", flush=True)
             with PortalServer(world, latency=args.latency) as server:
                 for name in args.approaches:
+                    if name == "naive" and size > args.naive_max:
+                        print(f"[benchmark] {size} datasets, naive: not run (--naive-max {args.naive_max})")
+                        continue
                     outcomes.append(measure(name, server, list(world.organizations), size, workdir, args, today))
     finally:
         if args.keep or any(not outcome.ok for outcome in outcomes):
