@@ -57,6 +57,7 @@ class SqlModel:
     grain: tuple[str, ...]
     columns: dict[str, Column]
     sql: str
+    reads: frozenset[str]  # the tables the select reads, found by parsing it once
 
     @property
     def table(self) -> str:
@@ -71,14 +72,7 @@ class SqlModel:
         return str(self.path.relative_to(SQL_DIR.parent))
 
     def upstream_tables(self) -> set[str]:
-        """Tables the select reads, found by parsing it (CTE names excluded)."""
-        tree = sqlglot.parse_one(self.sql, read="duckdb")
-        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
-        return {
-            f"{table.db}.{table.name}" if table.db else table.name
-            for table in tree.find_all(exp.Table)
-            if table.name not in ctes or table.db
-        }
+        return set(self.reads)
 
     def build(self, conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"CREATE OR REPLACE TABLE {self.table} AS {self.sql}")
@@ -138,10 +132,20 @@ def parse_model(path: Path) -> SqlModel:
     if not grain or not columns:
         raise ModelError(f"{path}: the header needs a `-- grain: ...` line and a `-- columns:` list")
     try:
-        sqlglot.parse_one(sql, read="duckdb")
+        tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as error:
         raise ModelError(f"{path}: not valid SQL: {error}") from None
-    return SqlModel(path, path.parent.name, path.stem, " ".join(description), grain, columns, sql)
+    return SqlModel(path, path.parent.name, path.stem, " ".join(description), grain, columns, sql, tables_read(tree))
+
+
+def tables_read(tree: exp.Expression) -> frozenset[str]:
+    """The tables a parsed select reads (its CTE names excluded)."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return frozenset(
+        f"{table.db}.{table.name}" if table.db else table.name
+        for table in tree.find_all(exp.Table)
+        if table.name not in ctes or table.db
+    )
 
 
 def load_models(sql_dir: Path = SQL_DIR, python_models: tuple[PythonModel, ...] = ()) -> list[Model]:
