@@ -1,8 +1,8 @@
 """Evaluate the discussion-theme classifier against the hand-labelled set.
 
 Labels: ``usage_pipeline_tests/data/discussion_themes.csv`` (``split`` is ``tune`` or ``heldout``). Texts: the
-real data.gouv.fr sample in ``../shared/fixtures`` (read in place, never copied). A message is the producer's when
-its author is a member of the dataset's organization; only the reusers' messages are classified.
+real data.gouv.fr sample (``--sample`` or ``$USAGE_SAMPLE_PATH``, read in place, never copied). A message is the
+producer's when its author is a member of the dataset's organization; only the reusers' messages are classified.
 
 Run (from the repository root)::
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,11 +27,10 @@ from usage_pipeline.insights.themes import THEMES, classify
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "usage_pipeline_tests" / "data" / "discussion_themes.csv"
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "datagouv-sample.json"
 SPLITS = ("tune", "heldout")
 
 
-def load_discussions(fixture: Path = FIXTURE) -> dict[str, tuple[str, list[str]]]:
+def load_discussions(fixture: Path) -> dict[str, tuple[str, list[str]]]:
     """Discussion id -> (title, the reusers' messages in thread order), producers' messages left out."""
     data = json.loads(fixture.read_text(encoding="utf-8"))
     discussions: dict[str, tuple[str, list[str]]] = {}
@@ -58,14 +58,14 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def evaluate(split: str) -> dict[str, Any]:
+def evaluate(split: str, sample: Path) -> dict[str, Any]:
     """Classify every discussion of ``split`` and score it against the labels.
 
     Returns ``per_theme`` (theme -> precision, recall, f1, support), ``macro_f1`` (over the five themes),
     ``accuracy``, ``confusion`` ((true, predicted) -> count), ``n``, ``ms_per_discussion`` and ``predictions``
     (discussion id -> (true, predicted, evidence)).
     """
-    discussions = load_discussions()
+    discussions = load_discussions(sample)
     rows = load_labels(split)
     predictions: dict[str, tuple[str, str, tuple[str, ...]]] = {}
     started = time.perf_counter()
@@ -128,9 +128,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=SPLITS, action="append", help="split(s) to report (default: both)")
     parser.add_argument("--errors", action="store_true", help="also list the misclassified discussions")
+    parser.add_argument(
+        "--sample",
+        type=Path,
+        default=os.environ.get("USAGE_SAMPLE_PATH"),
+        help="the data.gouv.fr sample (udata's fixture file); default: $USAGE_SAMPLE_PATH",
+    )
     args = parser.parse_args(argv)
+    if not args.sample:
+        parser.error("give the sample with --sample or USAGE_SAMPLE_PATH")
     for split in args.split or SPLITS:
-        result = evaluate(split)
+        result = evaluate(split, args.sample)
         print(f"## {split} ({result['n']} discussions, {result['ms_per_discussion']:.3f} ms per discussion)\n")
         print(metrics_table(result), end="\n\n")
         if split == "heldout":

@@ -1,4 +1,8 @@
-"""Each quality check fails on a crafted bad partition, naming the right dataset, and passes on the real sample."""
+"""Each quality check fails on a crafted bad partition, naming the right dataset, and passes on real-shaped worlds.
+
+Every test runs on the generated world and on the real data.gouv.fr sample (see conftest.py). The spoiled dataset
+is picked by what it holds (`busy_dataset`: several resources, discussions and a reuse), never by its id.
+"""
 
 import copy
 import datetime as dt
@@ -12,23 +16,27 @@ from usage_pipeline.checks import raw as raw_checks_module
 from usage_pipeline.checks.raw import freshness_check, raw_checks
 from usage_pipeline.checks.reporting import SCHEMA_MATCHES, VALUES_VALID, reporting_checks
 from usage_pipeline.checks.validation import Outcome, RunScope, Validator, record_outcomes, run_check
+from usage_pipeline.demo.portal_server import World
 from usage_pipeline.ingest.crawl import Crawl
 from usage_pipeline.ingest.records import raw_rows
 from usage_pipeline.models import load_models
 from usage_pipeline.warehouse import RAW_TABLES, accept_incoming, create_warehouse_tables, stage_incoming
+from usage_pipeline_tests.conftest import busy_dataset, most_viewed
 
 RUN_DATE = dt.date(2026, 11, 20)
 NOW = dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)
-BAROMETRE = "5ff5e6e99724cb8fff59a5be"  # 22 resources, 4 discussions, 1 reuse
-SIRENE = "5b7ffc618b4c4169d30727e0"  # 18 reuses, 20 discussions
+TOLERANCE = 2  # discussion_count_tolerance
 
 
-def sample_crawl(fixture_data: dict) -> Crawl:
-    """The sample as the crawl returns it: API shapes rebuilt from the fixture entries."""
+def world_crawl(world: World) -> Crawl:
+    """The world as the crawl returns it: API shapes rebuilt from its entries (copies: free to spoil).
+
+    Metrics rows are the world's (the generated world has 24 months of them); a world without any (the sample)
+    gets one row per dataset.
+    """
     result = Crawl()
-    for entry in copy.deepcopy(fixture_data["datasets"]):
-        dataset_id = entry["dataset"]["id"]
-        organization = entry["organization"]
+    for dataset_id, entry in copy.deepcopy(world.entries).items():
+        organization = copy.deepcopy(world.organization_of(dataset_id))
         result.organizations[organization["id"]] = organization
         result.datasets[dataset_id] = entry["dataset"] | {
             "resources": entry["resources"],
@@ -40,7 +48,8 @@ def sample_crawl(fixture_data: dict) -> Crawl:
         ]
         if entry["reuses"]:
             result.reuses[dataset_id] = [reuse | {"datasets": [{"id": dataset_id}]} for reuse in entry["reuses"]]
-        result.metrics[dataset_id] = [
+        rows = [dict(row) for row in world.metrics_rows if row["dataset_id"] == dataset_id]
+        result.metrics[dataset_id] = rows or [
             {"__id": 1, "dataset_id": dataset_id, "organization_id": organization["id"], "metric_month": "2026-10",
              "monthly_visit": 10, "monthly_download_resource": None}
         ]  # fmt: skip
@@ -48,8 +57,20 @@ def sample_crawl(fixture_data: dict) -> Crawl:
 
 
 @pytest.fixture
-def crawl(fixture_data: dict) -> Crawl:
-    return sample_crawl(fixture_data)
+def crawl(world: World) -> Crawl:
+    return world_crawl(world)
+
+
+@pytest.fixture
+def target(world: World) -> str:
+    """The dataset the tests spoil."""
+    return busy_dataset(world)
+
+
+@pytest.fixture
+def other(world: World, target: str) -> str:
+    """Another dataset: the most viewed one besides the target."""
+    return most_viewed(world, besides=[target])
 
 
 @pytest.fixture
@@ -68,7 +89,7 @@ def evaluate(conn: duckdb.DuckDBPyConnection, result: Crawl, check_name: str, **
     frames = raw_rows(result, RUN_DATE, NOW)
     for table in RAW_TABLES:
         stage_incoming(conn, table, frames[table.name])
-    (check,) = [check for check in raw_checks(discussion_count_tolerance=2) if check.name == check_name]
+    (check,) = [check for check in raw_checks(discussion_count_tolerance=TOLERANCE) if check.name == check_name]
     return run_check(conn, Validator("test"), check, "raw/udata_snapshot", scope_of(result))
 
 
@@ -93,142 +114,148 @@ def failed_expectations(outcome: Outcome) -> set[str]:
     return {failure["expectation"] for failure in outcome.failures}
 
 
-def test_hard_checks_pass_on_the_real_sample(conn: duckdb.DuckDBPyConnection, crawl: Crawl) -> None:
-    for check in raw_checks(discussion_count_tolerance=2):
+def test_hard_checks_pass_on_the_world(conn: duckdb.DuckDBPyConnection, crawl: Crawl) -> None:
+    for check in raw_checks(discussion_count_tolerance=TOLERANCE):
         outcome = evaluate(conn, crawl, check.name)
         if check.blocking:
             assert outcome.passed, outcome.summary()
             assert outcome.rows_checked > 0
 
 
-def negative_views(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["metrics"]["views"] = -5
+def negative_views(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["metrics"]["views"] = -5
 
 
-def missing_counter(result: Crawl) -> None:
-    del result.datasets[BAROMETRE]["metrics"]["followers"]
+def missing_counter(result: Crawl, target: str, other: str) -> None:
+    del result.datasets[target]["metrics"]["followers"]
 
 
-def text_counter(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["metrics"]["resources_downloads"] = "beaucoup"
+def text_counter(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["metrics"]["resources_downloads"] = "beaucoup"
 
 
-def foreign_payload(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["id"] = SIRENE  # a proxy or parser mixed two answers up
+def foreign_payload(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["id"] = other  # a proxy or parser mixed two answers up
 
 
-def malformed_created(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["created_at"] = "06/01/2021"
+def malformed_created(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["created_at"] = "06/01/2021"
 
 
-def future_created(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["created_at"] = "2027-01-06T17:35:53+00:00"
+def future_created(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["created_at"] = "2027-01-06T17:35:53+00:00"
 
 
-def bad_status(result: Crawl) -> None:
-    del result.datasets[BAROMETRE]
-    result.gone[BAROMETRE] = 500
+def bad_status(result: Crawl, target: str, other: str) -> None:
+    del result.datasets[target]
+    result.gone[target] = 500
 
 
-def negative_resource(result: Crawl) -> None:
-    result.datasets[BAROMETRE]["resources"][3]["metrics"] = {"views": -1}
+def negative_resource(result: Crawl, target: str, other: str) -> None:
+    result.datasets[target]["resources"][-1]["metrics"] = {"views": -1}
 
 
-def resource_without_id(result: Crawl) -> None:
-    del result.datasets[BAROMETRE]["resources"][0]["id"]
+def resource_without_id(result: Crawl, target: str, other: str) -> None:
+    del result.datasets[target]["resources"][0]["id"]
 
 
-def duplicate_resource(result: Crawl) -> None:
-    resources = result.datasets[BAROMETRE]["resources"]
+def duplicate_resource(result: Crawl, target: str, other: str) -> None:
+    resources = result.datasets[target]["resources"]
     resources.append(resources[0])
 
 
-def discussion_elsewhere(result: Crawl) -> None:
-    result.discussions[BAROMETRE][0]["subject"]["id"] = SIRENE
+def discussion_elsewhere(result: Crawl, target: str, other: str) -> None:
+    result.discussions[target][0]["subject"]["id"] = other
 
 
-def discussion_of_unknown_dataset(result: Crawl) -> None:
-    result.discussions["0" * 24] = [result.discussions[BAROMETRE][0] | {"subject": {"id": "0" * 24}}]
+def discussion_of_unknown_dataset(result: Crawl, target: str, other: str) -> None:
+    result.discussions[UNKNOWN] = [result.discussions[target][0] | {"subject": {"id": UNKNOWN}}]
 
 
-def discussion_without_messages(result: Crawl) -> None:
-    result.discussions[BAROMETRE][1]["discussion"] = []
+def discussion_without_messages(result: Crawl, target: str, other: str) -> None:
+    result.discussions[target][1]["discussion"] = []
 
 
-def discussion_from_the_future(result: Crawl) -> None:
-    result.discussions[BAROMETRE][0]["discussion"][-1]["posted_on"] = "2030-01-01T00:00:00+00:00"
+def discussion_from_the_future(result: Crawl, target: str, other: str) -> None:
+    result.discussions[target][0]["discussion"][-1]["posted_on"] = "2030-01-01T00:00:00+00:00"
 
 
-def duplicate_discussion(result: Crawl) -> None:
-    result.discussions[BAROMETRE].append(result.discussions[BAROMETRE][0])
+def duplicate_discussion(result: Crawl, target: str, other: str) -> None:
+    result.discussions[target].append(result.discussions[target][0])
 
 
-def unknown_reuse_type(result: Crawl) -> None:
-    result.reuses[BAROMETRE][0]["type"] = "spaceship"
+def unknown_reuse_type(result: Crawl, target: str, other: str) -> None:
+    result.reuses[target][0]["type"] = "spaceship"
 
 
-def reuse_of_another_dataset(result: Crawl) -> None:
-    result.reuses[BAROMETRE][0]["datasets"] = [{"id": SIRENE}]
+def reuse_of_another_dataset(result: Crawl, target: str, other: str) -> None:
+    result.reuses[target][0]["datasets"] = [{"id": other}]
 
 
-def reuse_without_id(result: Crawl) -> None:
-    result.reuses[BAROMETRE][0]["id"] = None
+def reuse_without_id(result: Crawl, target: str, other: str) -> None:
+    result.reuses[target][0]["id"] = None
 
 
-def bad_month(result: Crawl) -> None:
-    result.metrics[BAROMETRE][0]["metric_month"] = "2026-13"
+def bad_month(result: Crawl, target: str, other: str) -> None:
+    result.metrics[target][0]["metric_month"] = "2026-13"
 
 
-def future_month(result: Crawl) -> None:
-    result.metrics[BAROMETRE][0]["metric_month"] = "2027-02"
+def future_month(result: Crawl, target: str, other: str) -> None:
+    result.metrics[target][0]["metric_month"] = "2027-02"
 
 
-def negative_visits(result: Crawl) -> None:
-    result.metrics[BAROMETRE][0]["monthly_visit"] = -3
+def negative_visits(result: Crawl, target: str, other: str) -> None:
+    result.metrics[target][0]["monthly_visit"] = -3
 
 
-def duplicate_month(result: Crawl) -> None:
-    result.metrics[BAROMETRE].append(dict(result.metrics[BAROMETRE][0]))
+def duplicate_month(result: Crawl, target: str, other: str) -> None:
+    result.metrics[target].append(dict(result.metrics[target][0]))
 
 
-HARD_CASES: list[tuple[str, Callable[[Crawl], None], str, str]] = [
-    ("dataset_snapshots_valid", negative_views, "expect_column_values_to_be_between", BAROMETRE),
-    ("dataset_snapshots_valid", missing_counter, "expect_column_values_to_not_be_null", BAROMETRE),
-    ("dataset_snapshots_valid", text_counter, "expect_column_values_to_not_be_null", BAROMETRE),
-    ("dataset_snapshots_valid", foreign_payload, "expect_column_pair_values_to_be_equal", BAROMETRE),
-    ("dataset_snapshots_valid", malformed_created, "expect_column_values_to_match_regex", BAROMETRE),
-    ("dataset_snapshots_valid", future_created, "expect_column_values_to_be_between", BAROMETRE),
-    ("dataset_snapshots_valid", bad_status, "expect_column_values_to_be_in_set", BAROMETRE),
-    ("resources_valid", negative_resource, "expect_column_values_to_be_between", BAROMETRE),
-    ("resources_valid", resource_without_id, "expect_column_values_to_not_be_null", BAROMETRE),
-    ("resources_valid", duplicate_resource, "expect_compound_columns_to_be_unique", BAROMETRE),
-    ("discussions_valid", discussion_elsewhere, "expect_column_pair_values_to_be_equal", BAROMETRE),
-    ("discussions_valid", discussion_of_unknown_dataset, "expect_column_values_to_be_in_set", "0" * 24),
-    ("discussions_valid", discussion_without_messages, "expect_column_values_to_be_between", BAROMETRE),
-    ("discussions_valid", discussion_from_the_future, "expect_column_values_to_be_between", BAROMETRE),
-    ("discussions_valid", duplicate_discussion, "expect_compound_columns_to_be_unique", BAROMETRE),
-    ("reuses_valid", unknown_reuse_type, "expect_column_values_to_be_in_set", BAROMETRE),
-    ("reuses_valid", reuse_of_another_dataset, "expect_column_values_to_be_in_set", BAROMETRE),
-    ("reuses_valid", reuse_without_id, "expect_column_values_to_not_be_null", BAROMETRE),
-    ("monthly_metrics_valid", bad_month, "expect_column_values_to_match_regex", BAROMETRE),
-    ("monthly_metrics_valid", future_month, "expect_column_values_to_be_between", BAROMETRE),
-    ("monthly_metrics_valid", negative_visits, "expect_column_values_to_be_between", BAROMETRE),
-    ("monthly_metrics_valid", duplicate_month, "expect_compound_columns_to_be_unique", BAROMETRE),
+Spoil = Callable[[Crawl, str, str], None]
+TARGET = "target"  # the failing dataset is the spoiled one
+UNKNOWN = "0" * 24  # a dataset the run does not follow
+HARD_CASES: list[tuple[str, Spoil, str, str]] = [
+    ("dataset_snapshots_valid", negative_views, "expect_column_values_to_be_between", TARGET),
+    ("dataset_snapshots_valid", missing_counter, "expect_column_values_to_not_be_null", TARGET),
+    ("dataset_snapshots_valid", text_counter, "expect_column_values_to_not_be_null", TARGET),
+    ("dataset_snapshots_valid", foreign_payload, "expect_column_pair_values_to_be_equal", TARGET),
+    ("dataset_snapshots_valid", malformed_created, "expect_column_values_to_match_regex", TARGET),
+    ("dataset_snapshots_valid", future_created, "expect_column_values_to_be_between", TARGET),
+    ("dataset_snapshots_valid", bad_status, "expect_column_values_to_be_in_set", TARGET),
+    ("resources_valid", negative_resource, "expect_column_values_to_be_between", TARGET),
+    ("resources_valid", resource_without_id, "expect_column_values_to_not_be_null", TARGET),
+    ("resources_valid", duplicate_resource, "expect_compound_columns_to_be_unique", TARGET),
+    ("discussions_valid", discussion_elsewhere, "expect_column_pair_values_to_be_equal", TARGET),
+    ("discussions_valid", discussion_of_unknown_dataset, "expect_column_values_to_be_in_set", UNKNOWN),
+    ("discussions_valid", discussion_without_messages, "expect_column_values_to_be_between", TARGET),
+    ("discussions_valid", discussion_from_the_future, "expect_column_values_to_be_between", TARGET),
+    ("discussions_valid", duplicate_discussion, "expect_compound_columns_to_be_unique", TARGET),
+    ("reuses_valid", unknown_reuse_type, "expect_column_values_to_be_in_set", TARGET),
+    ("reuses_valid", reuse_of_another_dataset, "expect_column_values_to_be_in_set", TARGET),
+    ("reuses_valid", reuse_without_id, "expect_column_values_to_not_be_null", TARGET),
+    ("monthly_metrics_valid", bad_month, "expect_column_values_to_match_regex", TARGET),
+    ("monthly_metrics_valid", future_month, "expect_column_values_to_be_between", TARGET),
+    ("monthly_metrics_valid", negative_visits, "expect_column_values_to_be_between", TARGET),
+    ("monthly_metrics_valid", duplicate_month, "expect_compound_columns_to_be_unique", TARGET),
 ]
 
 
 @pytest.mark.parametrize(
-    ("check_name", "spoil", "expectation", "dataset_id"), HARD_CASES, ids=[case[1].__name__ for case in HARD_CASES]
+    ("check_name", "spoil", "expectation", "failing"), HARD_CASES, ids=[case[1].__name__ for case in HARD_CASES]
 )
 def test_hard_check_fails_and_names_the_dataset(
     conn: duckdb.DuckDBPyConnection,
     crawl: Crawl,
+    target: str,
+    other: str,
     check_name: str,
-    spoil: Callable[[Crawl], None],
+    spoil: Spoil,
     expectation: str,
-    dataset_id: str,
+    failing: str,
 ) -> None:
-    spoil(crawl)
+    dataset_id = target if failing == TARGET else failing
+    spoil(crawl, target, other)
     outcome = evaluate(conn, crawl, check_name)
     assert not outcome.passed and outcome.check.blocking
     assert outcome.failing_datasets == [dataset_id]
@@ -236,64 +263,84 @@ def test_hard_check_fails_and_names_the_dataset(
     assert all(row["dataset_id"] == dataset_id for failure in outcome.failures for row in failure["sample"])
 
 
-def test_failure_metadata_shows_the_offending_value(conn: duckdb.DuckDBPyConnection, crawl: Crawl) -> None:
-    negative_views(crawl)
+def test_failure_metadata_shows_the_offending_value(
+    conn: duckdb.DuckDBPyConnection, crawl: Crawl, target: str, other: str
+) -> None:
+    negative_views(crawl, target, other)
     outcome = evaluate(conn, crawl, "dataset_snapshots_valid")
     (failure,) = outcome.failures
     assert failure["kwargs"] == {"column": "views", "min_value": 0.0}
     assert failure["unexpected_count"] == 1 and failure["sample"][0]["views"] == -5
-    assert "views" in outcome.summary() and BAROMETRE in outcome.summary()
+    assert "views" in outcome.summary() and target in outcome.summary()
     result = outcome.result(dg.AssetKey(["raw", "udata_snapshot"]))
     assert result.severity == dg.AssetCheckSeverity.ERROR and not result.passed
-    assert result.metadata["failing_datasets"].value == [BAROMETRE]
+    assert result.metadata["failing_datasets"].value == [target]
 
 
-def test_rejected_dataset_keeps_its_previous_rows(conn: duckdb.DuckDBPyConnection, fixture_data: dict) -> None:
+def test_rejected_dataset_keeps_its_previous_rows(
+    conn: duckdb.DuckDBPyConnection, world: World, target: str, other: str
+) -> None:
     """A dataset failing a blocking check is quarantined; the others land; raw keeps the old rows."""
-    land(conn, sample_crawl(fixture_data), RUN_DATE, run_id="run-1")
-    rerun = sample_crawl(fixture_data)
-    negative_views(rerun)
-    rerun.datasets[SIRENE]["metrics"]["views"] += 10
-    quarantined = land(conn, rerun, RUN_DATE, {BAROMETRE: ["dataset_snapshots_valid"]}, "run-2")
-    assert quarantined == {
-        "dataset_snapshots": 1, "organizations": 0, "discussions": 4, "reuses": 1, "metrics_monthly": 1
-    }  # fmt: skip
+    first = world_crawl(world)
+    land(conn, first, RUN_DATE, run_id="run-1")
+    rerun = world_crawl(world)
+    negative_views(rerun, target, other)
+    rerun.datasets[other]["metrics"]["views"] += 10
+    quarantined = land(conn, rerun, RUN_DATE, {target: ["dataset_snapshots_valid"]}, "run-2")
+    entry = world.entries[target]
+    own_rows = {  # every row of the rejected dataset that the run brought, nothing else
+        "dataset_snapshots": 1,
+        "discussions": len(entry["discussions"]),
+        "reuses": len(entry["reuses"]),
+        "metrics_monthly": len(first.metrics[target]),
+    }
+    assert {table: rows for table, rows in quarantined.items() if rows} == own_rows
     views = dict(conn.execute("SELECT dataset_id, payload->>'$.metrics.views' FROM raw.dataset_snapshots").fetchall())
-    assert views[BAROMETRE] == "9315"  # the previous, valid snapshot
-    assert views[SIRENE] == str(fixture_data["datasets"][1]["dataset"]["metrics"]["views"] + 10)
-    assert conn.execute("SELECT count(*) FROM raw.discussions WHERE dataset_id = ?", [BAROMETRE]).fetchone() == (4,)
+    assert views[target] == str(entry["dataset"]["metrics"]["views"])  # the previous, valid snapshot
+    assert views[other] == str(world.entries[other]["dataset"]["metrics"]["views"] + 10)
+    discussions = conn.execute("SELECT count(*) FROM raw.discussions WHERE dataset_id = ?", [target]).fetchone()
+    assert discussions == (len(entry["discussions"]),)
     kept = conn.execute(
         "SELECT run_id, failed_checks, payload->>'$.metrics.views' FROM quarantine.dataset_snapshots"
     ).fetchall()
     assert kept == [("run-2", ["dataset_snapshots_valid"], "-5")]
 
 
-def test_soft_checks_warn_and_name_the_dataset(conn: duckdb.DuckDBPyConnection, fixture_data: dict) -> None:
-    land(conn, sample_crawl(fixture_data), RUN_DATE - dt.timedelta(days=1))
-    today = sample_crawl(fixture_data)
-    today.datasets[SIRENE]["metrics"]["views"] -= 1000  # a reset counter
+def test_soft_checks_warn_and_name_the_dataset(
+    conn: duckdb.DuckDBPyConnection, world: World, target: str, other: str
+) -> None:
+    land(conn, world_crawl(world), RUN_DATE - dt.timedelta(days=1))
+    today = world_crawl(world)
+    today.datasets[other]["metrics"]["views"] -= 1000  # a reset counter
+    today.datasets[other]["metrics"]["discussions"] = len(today.discussions[other]) + TOLERANCE + 1
     outcome = evaluate(conn, today, raw_checks_module.COUNTERS_NEVER_DECREASE)
     assert not outcome.passed and not outcome.check.blocking
     assert outcome.check.severity == dg.AssetCheckSeverity.WARN
-    assert outcome.failing_datasets == [SIRENE]
+    assert outcome.failing_datasets == [other]
+    views = world.entries[other]["dataset"]["metrics"]["views"]
     assert outcome.failures[0]["sample"] == [
-        {"dataset_id": SIRENE, "counter": "views", "current": 863153 - 1000, "previous": 863153}
+        {"dataset_id": other, "counter": "views", "current": views - 1000, "previous": views}
     ]
     counts = evaluate(conn, today, raw_checks_module.DISCUSSION_COUNTS_AGREE)
-    assert not counts.passed  # the sample holds 20 of Sirene's 589 discussions
-    assert SIRENE in counts.failing_datasets and BAROMETRE not in counts.failing_datasets
+    disagreeing = {
+        key
+        for key, dataset in today.datasets.items()
+        if abs(dataset["metrics"]["discussions"] - len(today.discussions[key])) > TOLERANCE
+    }  # the sample lists at most 20 discussions of a dataset: its big ones disagree
+    assert not counts.passed and other in disagreeing and target not in disagreeing
+    assert set(counts.failing_datasets) == disagreeing
 
 
-def test_sudden_jump_warns(conn: duckdb.DuckDBPyConnection, fixture_data: dict) -> None:
+def test_sudden_jump_warns(conn: duckdb.DuckDBPyConnection, world: World, target: str) -> None:
     """Ten days growing by 100 views a day, then 5,000 in a day: more than 10 times the median."""
     for offset in range(10, 0, -1):
-        day = sample_crawl(fixture_data)
-        day.datasets[BAROMETRE]["metrics"]["views"] += 100 * (10 - offset)
+        day = world_crawl(world)
+        day.datasets[target]["metrics"]["views"] += 100 * (10 - offset)
         land(conn, day, RUN_DATE - dt.timedelta(days=offset))
-    today = sample_crawl(fixture_data)
-    today.datasets[BAROMETRE]["metrics"]["views"] += 900 + 5000
+    today = world_crawl(world)
+    today.datasets[target]["metrics"]["views"] += 900 + 5000
     outcome = evaluate(conn, today, raw_checks_module.NO_SUDDEN_JUMPS)
-    assert not outcome.passed and outcome.failing_datasets == [BAROMETRE]
+    assert not outcome.passed and outcome.failing_datasets == [target]
     assert outcome.failures[0]["sample"][0]["ratio"] == pytest.approx(50.0)
 
 
@@ -349,8 +396,10 @@ def test_reporting_schema_check_catches_a_changed_type(conn: duckdb.DuckDBPyConn
     ]
 
 
-def test_results_are_recorded_per_check_and_failing_dataset(conn: duckdb.DuckDBPyConnection, crawl: Crawl) -> None:
-    negative_views(crawl)
+def test_results_are_recorded_per_check_and_failing_dataset(
+    conn: duckdb.DuckDBPyConnection, crawl: Crawl, target: str, other: str
+) -> None:
+    negative_views(crawl, target, other)
     outcome = evaluate(conn, crawl, "dataset_snapshots_valid")
     scope = scope_of(crawl)
     assert record_outcomes(conn, [outcome], scope) == 2
@@ -358,5 +407,5 @@ def test_results_are_recorded_per_check_and_failing_dataset(conn: duckdb.DuckDBP
     rows = conn.execute(
         "SELECT dataset_id, severity, passed, observed FROM quality.check_results ORDER BY dataset_id NULLS FIRST"
     ).fetchall()
-    assert [(row[0], row[1], row[2]) for row in rows] == [(None, "ERROR", False), (BAROMETRE, "ERROR", False)]
+    assert [(row[0], row[1], row[2]) for row in rows] == [(None, "ERROR", False), (target, "ERROR", False)]
     assert '"views": -5' in rows[1][3]

@@ -1,4 +1,5 @@
-"""The `usage-pipeline` command: exit codes and messages a data engineer can act on."""
+"""The `usage-pipeline` command: exit codes and messages a data engineer can act on (on the generated world, and on
+the sample where the world matters)."""
 
 from pathlib import Path
 
@@ -6,50 +7,47 @@ import pytest
 
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline_tests.conftest import followed
+from usage_pipeline_tests.conftest import GENERATED_ONLY, followed, portal_environment
 
 
 @pytest.fixture
 def environment(portal: PortalServer, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    organizations, datasets = followed(world)
     data_dir = tmp_path / "data"
-    for name, value in {
-        "USAGE_PORTAL_URL": portal.url,
-        "USAGE_METRICS_API_URL": portal.url,
-        "USAGE_ORGANIZATIONS": ",".join(organizations),
-        "USAGE_DATASETS": ",".join(datasets),
-        "USAGE_DATA_DIR": str(data_dir),
-        "USAGE_START_DATE": "2026-11-01",
-        "USAGE_LINK_CHECKS": "0",
-        "USAGE_HTTP_MAX_ELAPSED": "2",
-    }.items():
+    environment = portal_environment(portal.url, data_dir, *followed(world)) | {"USAGE_HTTP_MAX_ELAPSED": "2"}
+    for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return data_dir
 
 
-def test_refresh_prints_a_summary(environment: Path, capsys: pytest.CaptureFixture) -> None:
+def test_refresh_prints_a_summary(environment: Path, world: World, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["refresh", "--date", "2026-11-20"]) == 0
     out = capsys.readouterr().out
-    assert "refresh 2026-11-20: 15 datasets (15 new)" in out
-    assert "reporting.discussions: 110 rows" in out
+    datasets = len(world.entries)  # `followed` follows every dataset of the world
+    assert f"refresh 2026-11-20: {datasets} datasets ({datasets} new)" in out
+    discussions = sum(len(entry["discussions"]) for entry in world.entries.values())
+    assert f"reporting.discussions: {discussions} rows" in out
     assert (environment / "dagster_home" / "dagster.yaml").exists()
     assert (environment / "published" / "parquet" / "reuses.parquet").exists()
 
 
+@GENERATED_ONLY  # the world plays no part
 def test_unknown_organization_exits_non_zero(
     environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.setenv("USAGE_ORGANIZATIONS", "no-such-organization")
-    assert cli.main(["refresh", "--date", "2026-11-20"]) == 1
-    assert "'no-such-organization', which the portal does not know" in capsys.readouterr().err
+    assert cli.main(["refresh", "--strict", "--date", "2026-11-20"]) == 1
+    err = capsys.readouterr().err
+    assert "USAGE_ORGANIZATIONS names 'no-such-organization'" in err and "answers 404" in err
 
 
+@GENERATED_ONLY  # the world plays no part
 def test_date_outside_the_partitions(environment: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["refresh", "--date", "2026-10-01"]) == 1
     assert "USAGE_START_DATE" in capsys.readouterr().err
 
 
+@GENERATED_ONLY  # the world plays no part
 def test_unreachable_portal_gives_up_naming_the_url(
     environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -59,6 +57,7 @@ def test_unreachable_portal_gives_up_naming_the_url(
     assert "gave up on http://127.0.0.1:9/api/1/organizations/" in err
 
 
+@GENERATED_ONLY  # what is asserted holds for any world; the generated one has 24 months of history to fetch
 def test_backfill_fetches_history_and_reports_missing_days(environment: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["backfill", "--start", "2026-11-01", "--end", "2026-11-10"]) == 0
     out = capsys.readouterr().out
@@ -66,6 +65,7 @@ def test_backfill_fetches_history_and_reports_missing_days(environment: Path, ca
     assert "0 dates of the range, 10 dates have none" in out
 
 
+@GENERATED_ONLY  # the world plays no part
 def test_bad_setting_is_named(
     environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

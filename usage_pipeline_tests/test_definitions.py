@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 
 from usage_pipeline.definitions import defs
+from usage_pipeline.demo.portal_server import World
 from usage_pipeline.ingest.partitions import datasets_partitions
 from usage_pipeline.ingest.schedules import daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
@@ -48,14 +49,15 @@ def test_schedule_requests_one_run_over_every_dataset_of_the_day() -> None:
     assert request.tags["dagster/asset_partition_range_end"] == "ccc|2026-11-21"
 
 
-def test_sensor_registers_new_datasets_once(settings: Settings, world) -> None:
+def test_sensor_registers_new_datasets_once(settings: Settings, world: World) -> None:
     udata = UdataResource.from_settings(settings)
+    resources = {"udata": udata, "data_dir": settings.paths}
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"udata": udata})
+        context = dg.build_sensor_context(instance=instance, resources=resources)
         result = dataset_discovery_sensor(context)
         (request,) = result.dynamic_partitions_requests
         assert sorted(request.partition_keys) == sorted(world.entries)
         instance.add_dynamic_partitions("datasets", request.partition_keys)
-        again = dataset_discovery_sensor(dg.build_sensor_context(instance=instance, resources={"udata": udata}))
+        again = dataset_discovery_sensor(dg.build_sensor_context(instance=instance, resources=resources))
     assert not again.dynamic_partitions_requests
     assert "no new dataset" in again.skip_reason.skip_message

@@ -29,6 +29,7 @@ from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.webhook_server import WebhookReceiver
 from usage_pipeline.demo.world import generate_world
 from usage_pipeline.insights.alerts import evaluate
+from usage_pipeline_tests.conftest import portal_environment
 
 DAY_1, DAY_2, DAY_3 = dt.date(2026, 11, 20), dt.date(2026, 11, 21), dt.date(2026, 11, 22)
 CHILD_TIMEOUT = 300  # seconds: a bound on a child refresh, so that a hang fails the test instead of blocking it
@@ -40,14 +41,7 @@ def make_world(organizations: int = 2) -> World:
 
 
 def environment(server: PortalServer, data_dir: Path, organizations: list[str], datasets: list[str]) -> dict:
-    return {
-        "USAGE_PORTAL_URL": server.url,
-        "USAGE_METRICS_API_URL": server.url,
-        "USAGE_ORGANIZATIONS": ",".join(organizations),
-        "USAGE_DATASETS": ",".join(datasets),
-        "USAGE_DATA_DIR": str(data_dir),
-        "USAGE_START_DATE": "2026-11-01",
-        "USAGE_LINK_CHECKS": "0",
+    return portal_environment(server.url, data_dir, organizations, datasets) | {
         "USAGE_HTTP_MAX_ELAPSED": "1",
         "DAGSTER_HOME": str(data_dir / "dagster_home"),
     }
@@ -172,7 +166,9 @@ def test_failing_parts_keep_their_rows_warn_and_are_fetched_again(
         use_environment(environment(server, data_dir, organization_slugs(world), []))
         published = data_dir / "published" / "usage.duckdb"
         assert cli.main(["refresh", "--date", DAY_1.isoformat()]) == 0
-        discussions_before = query(published, "SELECT discussion_id, removed_date FROM reporting.discussions")
+        discussions_before = query(
+            published, "SELECT discussion_id, removed_date FROM reporting.discussions ORDER BY ALL"
+        )
         monthly_before = query(
             published, "SELECT * EXCLUDE (fetched_on) FROM reporting.dataset_usage_monthly ORDER BY ALL"
         )
@@ -186,7 +182,10 @@ def test_failing_parts_keep_their_rows_warn_and_are_fetched_again(
         assert f"reuses of {with_reuses}: {server.url}/api/1/reuses/?dataset={with_reuses}" in out
         counters = query(published, "SELECT count(*) FROM reporting.dataset_usage_daily WHERE date = ?", [DAY_2])
         assert counters == [(len(world.entries),)], "the counters of the day landed"
-        assert query(published, "SELECT discussion_id, removed_date FROM reporting.discussions") == discussions_before
+        assert (
+            query(published, "SELECT discussion_id, removed_date FROM reporting.discussions ORDER BY ALL")
+            == discussions_before
+        )
         reuses = query(
             published,
             "SELECT last_seen_date, removed_date FROM reporting.reuses WHERE dataset_id = ?",

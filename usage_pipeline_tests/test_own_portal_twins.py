@@ -5,9 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from usage_pipeline.demo.ckan_server import generate_ckan_world
+from usage_pipeline.demo.ods_server import generate_ods_world
+from usage_pipeline.demo.run import CKAN_DOMAIN, ODS_DOMAIN, harvest_from_own_portals
 from usage_pipeline.own_portals.assets import monitoring_window
 from usage_pipeline.own_portals.config import OwnPortal, PortalsConfigError, load_portals
 from usage_pipeline.own_portals.twins import HARVEST_METADATA, RESOURCE_URL, TITLE, PortalDataset, find_twin
+from usage_pipeline_tests.conftest import generated_world
 
 CDC = OwnPortal("cdc", "ods", "https://opendata.caissedesdepots.fr", "opendata.caissedesdepots.fr")
 PIGMA = OwnPortal("pigma", "ckan", "https://www.pigma.org", "www.pigma.org")
@@ -30,6 +34,38 @@ def test_the_three_harvested_sample_datasets(fixture_data: dict) -> None:
     datasud = find_twin(sample_dataset(fixture_data, "612904755f59b6818346ea4d"), DATASUD, catalog)
     assert (datasud.portal_dataset_id, datasud.method) == ("0c5ad935-272e-4d9e-b0db-cdcb1a5309b8", HARVEST_METADATA)
     assert find_twin(sample_dataset(fixture_data, "5fa9901b0d72fc70afa686ec"), DATASUD, catalog) is None
+
+
+def test_generated_harvested_datasets() -> None:
+    """The demo's harvested datasets (DCAT from Opendatasoft, CKAN) find their twins by their harvest metadata."""
+    world = generated_world()
+    ods = generate_ods_world(4, 2, seed=3, today=dt.date(2026, 11, 20), public_domain=ODS_DOMAIN)
+    ckan = generate_ckan_world(3, seed=3, today=dt.date(2026, 11, 20))
+    harvest_from_own_portals(world, ods, ckan)
+    portals = {
+        ODS_DOMAIN: (
+            OwnPortal("metropole", "ods", "https://ods.example", ODS_DOMAIN),
+            [PortalDataset(key, (), item["metas"]["default"]["title"]) for key, item in ods.datasets.items()],
+        ),
+        CKAN_DOMAIN: (
+            OwnPortal("region", "ckan", "https://ckan.example", CKAN_DOMAIN),
+            [PortalDataset(package["id"], (package["name"],), package["title"]) for package in ckan.datasets],
+        ),
+    }
+    found = set()
+    for entry in world.entries.values():
+        harvest = entry["dataset"].get("harvest")
+        if not harvest:
+            continue
+        portal, catalog = portals[harvest["domain"]]
+        twin = find_twin(entry["dataset"] | {"resources": entry["resources"]}, portal, catalog)
+        # the Opendatasoft id is the last part of the explore page's path; the CKAN package id is the remote id
+        expected = harvest["remote_id"].rstrip("/").rsplit("/", 1)[-1]
+        assert (twin.dataset_id, twin.portal_dataset_id, twin.method) == (
+            entry["dataset"]["id"], expected, HARVEST_METADATA
+        )  # fmt: skip
+        found.add(portal.name)
+    assert found == {"metropole", "region"}  # both kinds were tried
 
 
 def test_legacy_bare_remote_id_with_domain() -> None:

@@ -1,4 +1,8 @@
-"""The local portal server (udata API v1 + metrics API shapes) and the synthetic world generator."""
+"""The local portal server (udata API v1 + metrics API shapes) and the synthetic world generator.
+
+The API tests run on the generated world and on the real data.gouv.fr sample (see conftest.py); the datasets they
+use are picked by what they hold.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,39 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.world import advance_day, generate_world
+from usage_pipeline_tests.conftest import GENERATED_PARAM, SAMPLE_PATH, WORLD_PARAMS, load_world, pick_dataset
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared/fixtures/datagouv-sample.json"
 TODAY = dt.date(2025, 3, 15)
-SIRENE = "5b7ffc618b4c4169d30727e0"  # fixture dataset with 18 reuses and 20 discussions
+PAGE_SIZE = 20  # udata's default page size
 
 
-@pytest.fixture(scope="module")
-def fixture_world() -> World:
-    return World.from_fixture(FIXTURE)
+@pytest.fixture(scope="module", params=WORLD_PARAMS)
+def base_world(request: pytest.FixtureRequest) -> World:
+    return load_world(request.param)
 
 
 @pytest.fixture
-def world(fixture_world: World) -> World:
-    """A fresh copy of the fixture world, free to mutate."""
-    return copy.deepcopy(fixture_world)
+def world(base_world: World) -> World:
+    """A fresh copy of the module's world, free to mutate."""
+    return copy.deepcopy(base_world)
 
 
 @pytest.fixture
 def client(world: World) -> Iterator[httpx.Client]:
     with PortalServer(world) as server, httpx.Client(base_url=server.url) as http:
         yield http
+
+
+def talked_about(world: World, besides: tuple[str, ...] = ()) -> str:
+    """The dataset with the most discussions (then reuses), other than ``besides``."""
+    candidates = [key for key in sorted(world.entries) if key not in besides]
+    return max(candidates, key=lambda key: (len(world.entries[key]["discussions"]), len(world.entries[key]["reuses"])))
 
 
 def collect(http: httpx.Client, url: str, params: dict) -> list[dict]:
@@ -49,7 +58,7 @@ def collect(http: httpx.Client, url: str, params: dict) -> list[dict]:
 
 
 def test_organization_by_id_and_slug(world: World, client: httpx.Client) -> None:
-    organization = world.organization_of(SIRENE)
+    organization = world.organization_of(talked_about(world))
     by_id = client.get(f"/api/1/organizations/{organization['id']}/").json()
     by_slug = client.get(f"/api/1/organizations/{organization['slug']}/").json()
     assert by_id == by_slug
@@ -64,12 +73,13 @@ def test_organization_by_id_and_slug(world: World, client: httpx.Client) -> None
 
 
 def test_dataset_listing_follows_next_page(world: World, client: httpx.Client) -> None:
-    organization_id = world.organization_of(SIRENE)["id"]
-    for entry in world.entries.values():  # one organization publishes the 15 fixture datasets
+    organization_id = world.organization_of(talked_about(world))["id"]
+    for entry in world.entries.values():  # one organization publishes every dataset of the world
         entry["organization_id"] = organization_id
     params = {"organization": organization_id, "page_size": 4}
     first = client.get("/api/1/datasets/", params=params, headers={"X-Fields": "data{id},next_page"}).json()
-    assert (first["total"], first["page"], first["page_size"], len(first["data"])) == (15, 1, 4, 4)
+    assert len(world.entries) > 8  # three pages at least
+    assert (first["total"], first["page"], first["page_size"], len(first["data"])) == (len(world.entries), 1, 4, 4)
     assert first["previous_page"] is None
     assert first["next_page"].startswith(f"{client.base_url}/api/1/datasets/?organization={organization_id}")
     assert "page=2" in first["next_page"] and "page_size=4" in first["next_page"]
@@ -80,6 +90,7 @@ def test_dataset_listing_follows_next_page(world: World, client: httpx.Client) -
     assert client.get("/api/1/datasets/", params={"organization": organization_id}).json()["page_size"] == 20
 
 
+@pytest.mark.parametrize("base_world", [GENERATED_PARAM], indirect=True)  # the world plays no part
 def test_dataset_listing_rejects_bad_arguments(client: httpx.Client) -> None:
     bad_org = client.get("/api/1/datasets/", params={"organization": "service-d-information-du-gouvernement"})
     assert bad_org.status_code == 400
@@ -89,71 +100,89 @@ def test_dataset_listing_rejects_bad_arguments(client: httpx.Client) -> None:
 
 
 def test_dataset_object(world: World, client: httpx.Client) -> None:
-    stored = world.entries[SIRENE]
-    dataset = client.get(f"/api/1/datasets/{SIRENE}/").json()
+    key = pick_dataset(world, resources=2)
+    stored = world.entries[key]
+    assert not stored["dataset"].get("harvest")
+    dataset = client.get(f"/api/1/datasets/{key}/").json()
     assert client.get(f"/api/1/datasets/{stored['dataset']['slug']}/").json() == dataset
     assert dataset["created_at"] == stored["dataset"]["created_at_internal"]
     assert dataset["last_modified"] == stored["dataset"]["last_modified_internal"]
     assert len(dataset["resources"]) == len(stored["resources"])
-    assert dataset["organization"]["id"] == world.organization_of(SIRENE)["id"]
+    assert dataset["organization"]["id"] == world.organization_of(key)["id"]
     assert set(dataset["organization"]) >= {"class", "id", "name", "slug", "uri", "page", "badges"}
     assert dataset["page"] == f"{client.base_url}/datasets/{stored['dataset']['slug']}"
     latest = max(stored["resources"], key=lambda resource: resource["last_modified"])  # one time zone: +00:00
     assert dataset["last_update"] == latest["last_modified"]  # not harvested: latest resource change
     stored["dataset"]["metrics"]["views"] += 1  # the world is live
-    assert client.get(f"/api/1/datasets/{SIRENE}/").json()["metrics"]["views"] == dataset["metrics"]["views"] + 1
+    assert client.get(f"/api/1/datasets/{key}/").json()["metrics"]["views"] == dataset["metrics"]["views"] + 1
     assert client.get("/api/1/datasets/000000000000000000000000/").status_code == 404
 
 
 def test_deleted_dataset_answers_410_and_leaves_listings(world: World, client: httpx.Client) -> None:
-    organization_id = world.entries[SIRENE]["organization_id"]
-    world.deleted.add(SIRENE)
-    gone = client.get(f"/api/1/datasets/{SIRENE}/")
+    key = talked_about(world)
+    organization_id = world.entries[key]["organization_id"]
+    published = sorted(other for other, entry in world.entries.items() if entry["organization_id"] == organization_id)
+    world.deleted.add(key)
+    gone = client.get(f"/api/1/datasets/{key}/")
     assert gone.status_code == 410
     assert gone.json() == {"message": "Dataset has been deleted"}
-    listing = client.get("/api/1/datasets/", params={"organization": organization_id}).json()
-    assert listing["total"] == 0 and listing["data"] == []
+    listing = client.get("/api/1/datasets/", params={"organization": organization_id, "page_size": 50}).json()
+    assert [dataset["id"] for dataset in listing["data"]] == [other for other in published if other != key]
+    assert listing["total"] == len(published) - 1
 
 
 def test_discussions_for_datasets_and_organization(world: World, client: httpx.Client) -> None:
-    stored = world.entries[SIRENE]["discussions"]
-    page = client.get("/api/1/discussions/", params={"for": SIRENE, "page_size": 50}).json()
+    key = talked_about(world)
+    stored = world.entries[key]["discussions"]
+    page = client.get("/api/1/discussions/", params={"for": key, "page_size": 50}).json()
     assert page["total"] == len(stored)
     created = [discussion["created"] for discussion in page["data"]]
     assert created == sorted(created, reverse=True)  # default sort: -created
     first = page["data"][0]
-    assert first["subject"] == {"class": "Dataset", "id": SIRENE}
+    assert first["subject"] == {"class": "Dataset", "id": key}
     assert first["url"] == f"{client.base_url}/api/1/discussions/{first['id']}/"
     assert first["self_web_url"].endswith(f"/discussions?discussion_id={first['id']}")
-    ascending = client.get("/api/1/discussions/", params={"for": SIRENE, "sort": "created"}).json()["data"]
-    assert [discussion["created"] for discussion in ascending] == sorted(created)[:20]
-    other = "5c4ae55a634f4117716d5656"
-    both = client.get("/api/1/discussions/", params=[("for", SIRENE), ("for", other)]).json()
-    assert both["total"] == len(stored) + len(world.entries[other]["discussions"])
+    ascending = client.get("/api/1/discussions/", params={"for": key, "sort": "created"}).json()["data"]
+    assert [discussion["created"] for discussion in ascending] == sorted(created)[:PAGE_SIZE]
+    other = talked_about(world, besides=(key,))
+    both_count = len(stored) + len(world.entries[other]["discussions"])
+    page_size = min(PAGE_SIZE, both_count - 1)  # more than one page
+    both = client.get("/api/1/discussions/", params=[("for", key), ("for", other), ("page_size", page_size)]).json()
+    assert both["total"] == both_count
     assert "for=" in both["next_page"] and both["next_page"].count("for=") == 2
-    organization_id = world.entries[SIRENE]["organization_id"]
+    organization_id = world.entries[key]["organization_id"]
     by_org = client.get("/api/1/discussions/", params={"org": organization_id, "page_size": 50}).json()
-    assert [discussion["id"] for discussion in by_org["data"]] == [discussion["id"] for discussion in page["data"]]
-    closed = client.get("/api/1/discussions/", params={"for": SIRENE, "closed": "true"}).json()
+    of_organization = [  # every discussion of the organization's datasets, newest first
+        discussion
+        for entry in world.entries.values()
+        if entry["organization_id"] == organization_id
+        for discussion in entry["discussions"]
+    ]
+    of_organization.sort(key=lambda discussion: (discussion["created"], discussion["id"]), reverse=True)
+    assert [discussion["id"] for discussion in by_org["data"]] == [discussion["id"] for discussion in of_organization]
+    closed = client.get("/api/1/discussions/", params={"for": key, "closed": "true"}).json()
     assert closed["total"] == sum(1 for discussion in stored if discussion["closed"])
     assert client.get("/api/1/discussions/", params={"for": "base-sirene"}).status_code == 400
 
 
 def test_reuses_of_a_dataset(world: World, client: httpx.Client) -> None:
-    stored = world.entries[SIRENE]["reuses"]
-    page = client.get("/api/1/reuses/", params={"dataset": SIRENE, "page_size": 50}).json()
-    assert page["total"] == len(stored)
-    assert {reuse["id"] for reuse in page["data"]} == {reuse["id"] for reuse in stored}
-    reuse = page["data"][0]
-    assert [dataset["id"] for dataset in reuse["datasets"]] == [SIRENE]
+    key = max(sorted(world.entries), key=lambda dataset_id: len(world.entries[dataset_id]["reuses"]))
+    stored = world.entries[key]["reuses"]
+    by_id = {reuse["id"]: reuse for reuse in stored}
+    page = client.get("/api/1/reuses/", params={"dataset": key, "page_size": 50}).json()
+    assert page["total"] == len(stored) > 0
+    assert {reuse["id"] for reuse in page["data"]} == set(by_id)
+    reuse = next(item for item in page["data"] if len(item["datasets"]) == 1)  # not also on another dataset
+    assert [dataset["id"] for dataset in reuse["datasets"]] == [key]
     assert set(reuse["datasets"][0]) == {"id", "title", "uri", "page"}
-    assert reuse["owner"] is None and reuse["uri"].endswith(f"/api/1/reuses/{reuse['slug']}/")
-    shared_with = "5fa9901b0d72fc70afa686ec"  # a dataset without reuses
-    world.entries[shared_with]["reuses"].append(stored[0])
-    shared = client.get("/api/1/reuses/", params={"dataset": shared_with}).json()["data"]
-    assert [item["id"] for item in shared] == [stored[0]["id"]]
-    assert {dataset["id"] for dataset in shared[0]["datasets"]} == {SIRENE, shared_with}
-    assert client.get("/api/1/reuses/", params={"dataset": SIRENE}).json()["total"] == len(stored)
+    assert reuse["owner"] == by_id[reuse["id"]].get("owner")  # the sample's reuses have none
+    assert reuse["uri"].endswith(f"/api/1/reuses/{reuse['slug']}/")
+    also_on = next(other for other in sorted(world.entries) if not world.entries[other]["reuses"])
+    world.entries[also_on]["reuses"].append(by_id[reuse["id"]])
+    listed = client.get("/api/1/reuses/", params={"dataset": also_on}).json()["data"]
+    assert [item["id"] for item in listed] == [reuse["id"]]
+    assert {dataset["id"] for dataset in listed[0]["datasets"]} == {key, also_on}
+    assert client.get("/api/1/reuses/", params={"dataset": key}).json()["total"] == len(stored)
     assert client.get("/api/1/reuses/", params={"dataset": "sirene"}).status_code == 400
 
 
@@ -200,10 +229,11 @@ def test_metrics_api_filters_and_page_size_limit() -> None:
         assert http.get("/api/1/nothing/here/").status_code == 404
 
 
+@pytest.mark.parametrize("base_world", [GENERATED_PARAM], indirect=True)  # the world plays no part
 def test_latency_and_request_counts(world: World) -> None:
     with PortalServer(world, latency=0.2) as server, httpx.Client(base_url=server.url) as http:
         started = time.perf_counter()
-        assert http.get(f"/api/1/datasets/{SIRENE}/").status_code == 200
+        assert http.get(f"/api/1/datasets/{next(iter(world.entries))}/").status_code == 200
         assert time.perf_counter() - started >= 0.2
         server.reset_counts()
         started = time.perf_counter()
@@ -277,10 +307,11 @@ def objects_by_kind(world: World) -> dict[str, list[dict]]:
     }
 
 
+@pytest.mark.sample
 def test_generated_objects_have_the_fixture_keys() -> None:
     """Keys found in every fixture object are generated; generated keys all exist in the fixture."""
     extras = {"dataset": {"license"}, "reuse": {"owner"}}  # in real answers, stripped from the fixture
-    expected = objects_by_kind(World.from_fixture(FIXTURE))
+    expected = objects_by_kind(World.from_fixture(SAMPLE_PATH))
     generated = objects_by_kind(generate_world(2, 30, seed=5, today=TODAY))
     for kind, objects in generated.items():
         always = set.intersection(*(set(item) for item in expected[kind]))

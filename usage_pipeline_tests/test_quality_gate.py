@@ -1,6 +1,15 @@
-"""A bad day never changes what BI tools read: blocking checks stop the run, soft ones only warn."""
+"""A bad day never changes what BI tools read: blocking checks stop the run, soft ones only warn.
 
+One scenario per world (generated, then the sample), shared by the tests: day 1 is refreshed; on day 2 the portal
+gives negative views for one dataset (the run is blocked), then it is fixed while another dataset's views counter
+is reset (the run goes through with a warning).
+"""
+
+import contextlib
 import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -8,10 +17,17 @@ import pytest
 
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline_tests.conftest import followed
+from usage_pipeline_tests.conftest import (
+    WORLD_PARAMS,
+    busy_dataset,
+    followed,
+    load_world,
+    most_viewed,
+    portal_environment,
+)
 
-BAROMETRE = "5ff5e6e99724cb8fff59a5be"
-SIRENE = "5b7ffc618b4c4169d30727e0"
+DAY_1, DAY_2 = "2026-11-20", "2026-11-21"
+WAREHOUSE = "warehouse.duckdb"
 
 
 def fingerprint(published: Path) -> dict[str, str]:
@@ -28,60 +44,107 @@ def query(data_dir: Path, sql: str, database: str = "published/usage.duckdb") ->
         return conn.execute(sql).fetchall()
 
 
-@pytest.fixture
-def data_dir(portal: PortalServer, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def refresh(date: str) -> tuple[int, str]:
+    """`usage-pipeline refresh --date`: its exit code and what it wrote to stderr."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["refresh", "--date", date])
+    return code, err.getvalue()
+
+
+@dataclass
+class Gate:
+    """What the scenario saw: each run's exit code, and the files and tables right after the blocked run."""
+
+    world: World
+    data_dir: Path
+    target: str  # negative views in the blocked run, fixed in the next one
+    other: str  # its views counter reset in the run that went through
+    day_1_views: dict[str, int]
+    exits: list[int]
+    blocked_err: str
+    published_after_day_1: dict[str, str]
+    published_after_block: dict[str, str]
+    landed_after_block: list[tuple]
+    quarantined_after_block: list[tuple]
+    target_discussions_after_block: list[tuple]
+    quality_docs_after_block: str
+
+
+@pytest.fixture(scope="module", params=WORLD_PARAMS)
+def gate(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
+    world = load_world(request.param)
+    target = busy_dataset(world)
+    other = most_viewed(world, besides=[target])
+    root = tmp_path_factory.mktemp(f"gate_{request.param}")
+    data_dir = root / "data"
     organizations, datasets = followed(world)
-    for name, value in {
-        "USAGE_PORTAL_URL": portal.url,
-        "USAGE_METRICS_API_URL": portal.url,
-        "USAGE_ORGANIZATIONS": ",".join(organizations),
-        "USAGE_DATASETS": ",".join(datasets),
-        "USAGE_DATA_DIR": str(tmp_path / "data"),
-        "USAGE_START_DATE": "2026-11-01",
-        "USAGE_LINK_CHECKS": "0",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    return tmp_path / "data"
+    with PortalServer(world) as portal, pytest.MonkeyPatch.context() as env:
+        environment = portal_environment(portal.url, data_dir, organizations, datasets)
+        for name, value in (environment | {"DAGSTER_HOME": str(root / "dagster_home")}).items():
+            env.setenv(name, value)
+        day_1_views = {key: entry["dataset"]["metrics"]["views"] for key, entry in world.entries.items()}
+        exits = [refresh(DAY_1)[0]]
+        published_after_day_1 = fingerprint(data_dir / "published")
+
+        world.entries[target]["dataset"]["metrics"]["views"] = -42
+        code, blocked_err = refresh(DAY_2)
+        exits.append(code)
+        snapshots = f"SELECT dataset_id FROM raw.dataset_snapshots WHERE snapshot_date = DATE '{DAY_2}'"
+        discussions = f"SELECT discussion_id FROM raw.discussions WHERE snapshot_date = '{DAY_2}' AND dataset_id = "
+        gate = Gate(
+            world=world,
+            data_dir=data_dir,
+            target=target,
+            other=other,
+            day_1_views=day_1_views,
+            exits=exits,
+            blocked_err=blocked_err,
+            published_after_day_1=published_after_day_1,
+            published_after_block=fingerprint(data_dir / "published"),
+            landed_after_block=query(data_dir, snapshots, WAREHOUSE),
+            quarantined_after_block=query(
+                data_dir, "SELECT dataset_id, failed_checks FROM quarantine.dataset_snapshots", WAREHOUSE
+            ),
+            target_discussions_after_block=query(data_dir, f"{discussions}'{target}'", WAREHOUSE),
+            quality_docs_after_block=(data_dir / "published" / "quality" / "index.html").read_text(encoding="utf-8"),
+        )
+
+        world.entries[target]["dataset"]["metrics"]["views"] = day_1_views[target] + 85  # the portal is fixed
+        world.entries[other]["dataset"]["metrics"]["views"] -= 1000  # and resets a counter
+        exits.append(refresh(DAY_2)[0])
+        yield gate
 
 
-def test_negative_views_block_the_run_and_keep_the_published_copy(
-    data_dir: Path, world: World, capsys: pytest.CaptureFixture
-) -> None:
-    assert cli.main(["refresh", "--date", "2026-11-20"]) == 0
-    before = fingerprint(data_dir / "published")
+def test_negative_views_block_the_run_and_keep_the_published_copy(gate: Gate) -> None:
+    target, world = gate.target, gate.world
+    assert gate.exits == [0, 1, 0]
+    before = gate.published_after_day_1
     assert "usage.duckdb" in before and "parquet/dataset_usage_daily.parquet" in before
 
-    world.entries[BAROMETRE]["dataset"]["metrics"]["views"] = -42
-    capsys.readouterr()
-    assert cli.main(["refresh", "--date", "2026-11-21"]) == 1
-    err = capsys.readouterr().err
+    err = gate.blocked_err
     assert "nothing was published" in err
-    assert f"check dataset_snapshots_valid on raw/udata_snapshot failed for datasets ['{BAROMETRE}']" in err
+    assert f"check dataset_snapshots_valid on raw/udata_snapshot failed for datasets ['{target}']" in err
     assert "'column': 'views', 'min_value': 0.0" in err and "'views': -42" in err
-
-    assert fingerprint(data_dir / "published") == before
-    warehouse = "warehouse.duckdb"
-    snapshots = "SELECT count(*) FROM raw.dataset_snapshots WHERE snapshot_date = DATE '2026-11-21'"
-    assert query(data_dir, snapshots, warehouse) == [(14,)]  # every other dataset landed
-    quarantined = "SELECT dataset_id, failed_checks FROM quarantine.dataset_snapshots"
-    assert query(data_dir, quarantined, warehouse) == [(BAROMETRE, ["dataset_snapshots_valid"])]
+    assert gate.published_after_block == before
+    assert sorted(key for (key,) in gate.landed_after_block) == sorted(set(world.entries) - {target})
+    assert gate.quarantined_after_block == [(target, ["dataset_snapshots_valid"])]
     # only the table the check is about is held back: the dataset's discussions of the day did land
-    discussions = (
-        f"SELECT count(*) FROM raw.discussions WHERE snapshot_date = '2026-11-21' AND dataset_id = '{BAROMETRE}'"
-    )
-    assert query(data_dir, discussions, warehouse) == [(4,)]
-    docs = (data_dir / "published" / "quality" / "index.html").read_text(encoding="utf-8")
-    assert "dataset_snapshots_valid" in docs
+    landed = sorted(key for (key,) in gate.target_discussions_after_block)
+    assert landed == sorted(discussion["id"] for discussion in world.entries[target]["discussions"])
+    assert landed  # the target has discussions: the assertion above means something
+    assert "dataset_snapshots_valid" in gate.quality_docs_after_block
 
-    world.entries[BAROMETRE]["dataset"]["metrics"]["views"] = 9400  # the portal is fixed: run the day again
-    assert cli.main(["refresh", "--date", "2026-11-21"]) == 0
-    daily = "SELECT views, views_delta FROM reporting.dataset_usage_daily WHERE dataset_id = ? AND date = '2026-11-21'"
-    assert query(data_dir, daily.replace("?", f"'{BAROMETRE}'")) == [(9400, 85)]
+    # the portal was fixed and the day run again
+    daily = (
+        "SELECT views, views_delta FROM reporting.dataset_usage_daily "
+        f"WHERE dataset_id = '{target}' AND date = '{DAY_2}'"
+    )
+    assert query(gate.data_dir, daily) == [(gate.day_1_views[target] + 85, 85)]
     failures = query(
-        data_dir,
+        gate.data_dir,
         "SELECT check_name, severity, observed FROM reporting.quality_results "
-        f"WHERE NOT passed AND dataset_id = '{BAROMETRE}' ORDER BY severity",
+        f"WHERE NOT passed AND dataset_id = '{target}' ORDER BY severity",
     )
     # the blocking failure, and the counter that went down (a soft warning) in the same rejected run
     assert [(name, severity) for name, severity, _ in failures] == [
@@ -91,19 +154,16 @@ def test_negative_views_block_the_run_and_keep_the_published_copy(
     assert '"views": -42' in failures[0][2]
 
 
-def test_a_reset_counter_warns_without_blocking(data_dir: Path, world: World) -> None:
-    assert cli.main(["refresh", "--date", "2026-11-20"]) == 0
-    world.entries[SIRENE]["dataset"]["metrics"]["views"] -= 1000
-    assert cli.main(["refresh", "--date", "2026-11-21"]) == 0
-    delta = (
-        f"SELECT views_delta FROM reporting.dataset_usage_daily WHERE dataset_id = '{SIRENE}' AND date = '2026-11-21'"
-    )
-    assert query(data_dir, delta) == [(-1000,)]
+def test_a_reset_counter_warns_without_blocking(gate: Gate) -> None:
+    other = gate.other
+    assert gate.exits[-1] == 0
+    delta = f"SELECT views_delta FROM reporting.dataset_usage_daily WHERE dataset_id = '{other}' AND date = '{DAY_2}'"
+    assert query(gate.data_dir, delta) == [(-1000,)]
     warnings = query(
-        data_dir,
+        gate.data_dir,
         "SELECT run_date, check_name, severity FROM reporting.quality_results WHERE dataset_id = "
-        f"'{SIRENE}' AND NOT passed AND check_name = 'counters_never_decrease'",
+        f"'{other}' AND NOT passed AND check_name = 'counters_never_decrease'",
     )
     assert [(str(date), name, severity) for date, name, severity in warnings] == [
-        ("2026-11-21", "counters_never_decrease", "WARN")
+        (DAY_2, "counters_never_decrease", "WARN")
     ]

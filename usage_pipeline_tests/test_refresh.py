@@ -1,4 +1,8 @@
-"""End to end: `refresh` for two consecutive dates against a local portal serving the real sample."""
+"""End to end: `refresh` for two consecutive dates against a local portal serving the real sample.
+
+The sample's own facts (its datasets, discussions, reuses) are asserted here; test_refresh_generated.py runs the
+same scenario on a generated world, whatever the sample.
+"""
 
 import datetime as dt
 from collections.abc import Iterator
@@ -13,7 +17,9 @@ import pytest
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.settings import Settings
-from usage_pipeline_tests.conftest import FIXTURE, sample_settings
+from usage_pipeline_tests.conftest import SAMPLE_PATH, world_settings
+
+pytestmark = pytest.mark.sample
 
 DAY_1 = dt.date(2026, 11, 20)
 DAY_2 = dt.date(2026, 11, 21)
@@ -26,7 +32,7 @@ ETALAB = "534fff75a3a7292c64a77de4"
 
 
 def published(settings: Settings, sql: str) -> pl.DataFrame:
-    with duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True) as conn:
+    with duckdb.connect(str(settings.paths.published_database), read_only=True) as conn:
         return conn.execute(sql).pl()
 
 
@@ -121,11 +127,11 @@ class TwoDays:
 def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
     """Built once for the module: the tests below only read what the two refreshes published."""
     root = tmp_path_factory.mktemp("two_days")
-    world = World.from_fixture(FIXTURE)
+    world = World.from_fixture(SAMPLE_PATH)
     add_metrics(world)
     with PortalServer(world) as portal, pytest.MonkeyPatch.context() as env:
         env.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-        settings = sample_settings(portal, world, root / "data")
+        settings = world_settings(portal, world, root / "data")
         instance = cli.dagster_instance(settings)
         cli.refresh(settings, DAY_1, instance)
         with world.lock:
@@ -227,29 +233,6 @@ def test_monthly_metrics(two_days: TwoDays) -> None:
         f"SELECT month, visits, downloads FROM reporting.dataset_usage_monthly WHERE dataset_id = '{GROWING}'",
     )
     assert sorted(monthly.iter_rows()) == [("2026-09", 42, 5), ("2026-10", 55, 12), ("2026-11", 9, 1)]
-
-
-def test_rerun_changes_nothing_and_reader_is_not_blocked(two_days: TwoDays) -> None:
-    settings = two_days.settings
-    tables = published(settings, "SELECT table_name FROM information_schema.tables")["table_name"].to_list()
-    tables.remove("quality_results")  # the history of check evaluations: a rerun adds its own
-    before = {table: published(settings, f"SELECT * FROM reporting.{table} ORDER BY ALL") for table in tables}
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
-        raw_before = warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone()
-    reader = duckdb.connect(str(settings.published_dir / "usage.duckdb"), read_only=True)
-    try:
-        seen = reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone()
-        cli.refresh(settings, DAY_2, two_days.instance)  # the reader keeps the file open all along
-        assert reader.execute("SELECT count(*) FROM reporting.dataset_usage_daily").fetchone() == seen
-    finally:
-        reader.close()
-    for table, frame in before.items():
-        assert published(two_days.settings, f"SELECT * FROM reporting.{table} ORDER BY ALL").equals(frame), table
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as warehouse:
-        assert warehouse.execute("SELECT count(*) FROM raw.discussions").fetchone() == raw_before
-    assert not list(Path(settings.published_dir).glob("**/*.tmp"))
-    parquet = pl.read_parquet(settings.published_dir / "parquet" / "dataset_usage_daily.parquet")
-    assert parquet.height == before["dataset_usage_daily"].height
 
 
 def test_catalog_comments(two_days: TwoDays) -> None:
@@ -356,7 +339,7 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: d
 
 
 def test_weekly_digest_for_each_organization(two_days: TwoDays, fixture_data: dict) -> None:
-    reports = two_days.settings.published_dir / "reports"
+    reports = two_days.settings.paths.reports_dir
     slugs = {entry["organization"]["slug"] for entry in fixture_data["datasets"]}  # W47 holds both days
     assert {path.name for path in reports.glob("*.html")} == {f"{slug}-2026-W47.html" for slug in slugs}
     barometre = (reports / "service-d-information-du-gouvernement-2026-W47.md").read_text(encoding="utf-8")
@@ -427,7 +410,7 @@ def test_survey_results(two_days: TwoDays) -> None:
     responses = published(two_days.settings, "SELECT respondent_hash, needs FROM reporting.survey_responses")
     hashes = responses["respondent_hash"].to_list()
     assert hashes[0] == hashes[2] != hashes[1]  # the same address, whatever its case
-    database = (two_days.settings.published_dir / "usage.duckdb").read_bytes()
+    database = (two_days.settings.paths.published_database).read_bytes()
     assert b"example.org" not in database
 
 

@@ -23,7 +23,7 @@ per_dataset as (
         arg_max(name, active_at) as name,
         arg_max(slug, active_at) as slug,
         count(*) filter (where kind = 'reuse') as reuses,
-        string_agg(distinct reuse_type, ', ') filter (where kind = 'reuse') as reuse_types,
+        string_agg(distinct reuse_type, ', ' order by reuse_type) filter (where kind = 'reuse') as reuse_types,
         count(*) filter (where kind = 'discussion') as discussions,
         count(*) filter (where kind = 'message') as messages,
         max(active_at) as last_activity_at,
