@@ -256,6 +256,8 @@ class Outcome:
     log: Path | None = None
     tables: dict[str, int] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
+    events: int = 0  # events the run stored in Dagster's event log
+    history_mb: float = 0.0  # what the run added to DAGSTER_HOME
     note: str = ""
 
     @property
@@ -316,9 +318,10 @@ def table_counts(db_path: Path, schema: str, *, top_level_only: bool = False) ->
 
 def pipeline_phases(
     dagster_home: Path, started_at: float, wall: float, last_request_at: float | None, latency: float
-) -> dict[str, float]:
+) -> tuple[dict[str, float], int]:
     """Split the latest run's wall time into `PHASES`, from its event log (step and log times) and the portal's
-    last request; works on any version of the pipeline (models in one step or one step per table)."""
+    last request; works on any version of the pipeline (models in one step or one step per table). Returns the
+    phases and the number of events the run stored."""
     import re
 
     import dagster as dg
@@ -360,7 +363,12 @@ def pipeline_phases(
         "publication": duration("published__usage") + duration("published__weekly_digest"),
     }
     phases["bookkeeping"] = wall - sum(phases.values())
-    return phases
+    return phases, len(entries)
+
+
+def tree_megabytes(folder: Path) -> float:
+    """Size of the files under ``folder``, in MB (0 if it does not exist)."""
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
@@ -408,6 +416,7 @@ def measure(
         env = child_env(
             {"RUNTIME__DLTHUB_TELEMETRY": "false", "EXTRACT__WORKERS": str(args.dlt_workers)} if name == "dlt" else {}
         )
+    history_before = tree_megabytes(pipeline_home / "dagster_home") if name.startswith("pipeline") else 0.0
     server.reset_counts()
     print(f"[benchmark] {size} datasets, {name}: running ... (log: {home / 'child.log'})", flush=True)
     exit_code, started_at, wall, cpu, max_rss_mb = run_child(command, env, home, home / "child.log", args.timeout)
@@ -424,8 +433,9 @@ def measure(
     )
     if name.startswith("pipeline"):
         outcome.tables = table_counts(pipeline_home / "data" / "warehouse.duckdb", "raw")
+        outcome.history_mb = tree_megabytes(pipeline_home / "dagster_home") - history_before
         if outcome.ok:
-            outcome.phases = pipeline_phases(
+            outcome.phases, outcome.events = pipeline_phases(
                 pipeline_home / "dagster_home", started_at, wall, server.last_request_at, args.latency
             )
     elif name == "naive":
@@ -493,12 +503,15 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, facts: dict[int, d
             "",
             "Where the pipeline's time goes (seconds):",
             "",
-            "| datasets | run | " + " | ".join(PHASES) + " |",
-            "|---:|---|" + "---:|" * len(PHASES),
+            "| datasets | run | " + " | ".join(PHASES) + " | Dagster events stored | DAGSTER_HOME growth (MB) |",
+            "|---:|---|" + "---:|" * (len(PHASES) + 2),
         ]
         for outcome in phased:
             cells = " | ".join(f"{outcome.phases[phase]:.1f}" for phase in PHASES)
-            lines.append(f"| {outcome.datasets:,} | {LABELS[outcome.name]} | {cells} |")
+            lines.append(
+                f"| {outcome.datasets:,} | {LABELS[outcome.name]} | {cells} | {outcome.events:,} | "
+                f"{outcome.history_mb:.0f} |"
+            )
     lines += ["", "Requests by endpoint:", ""]
     for outcome in outcomes:
         endpoints = ", ".join(f"{label} {count}" for label, count in sorted(outcome.by_endpoint.items()))

@@ -15,8 +15,8 @@ from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refr
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
 from usage_pipeline.insights.digest.asset import weekly_digest
-from usage_pipeline.insights.discussion_themes import DISCUSSION_THEMES
-from usage_pipeline.models import build_transform_asset, load_models
+from usage_pipeline.model_catalog import all_models
+from usage_pipeline.models import build_transform_asset
 from usage_pipeline.own_portals.assets import own_portal_snapshot
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import build_publish_asset
@@ -46,7 +46,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Assets, jobs, schedules, sensors and resources for ``settings``."""
-    models = load_models(python_models=(DISCUSSION_THEMES,))
+    models = all_models()
     assets = [
         build_raw_snapshot_asset(
             dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance)

@@ -69,7 +69,8 @@ class SqlModel:
 
     @property
     def source(self) -> str:
-        return str(self.path.relative_to(SQL_DIR.parent))
+        root = SQL_DIR.parent
+        return str(self.path.relative_to(root) if self.path.is_relative_to(root) else self.path)
 
     def upstream_tables(self) -> set[str]:
         return set(self.reads)

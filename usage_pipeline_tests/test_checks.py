@@ -19,7 +19,7 @@ from usage_pipeline.checks.validation import Outcome, RunScope, Validator, recor
 from usage_pipeline.demo.portal_server import World
 from usage_pipeline.ingest.crawl import Crawl
 from usage_pipeline.ingest.records import raw_rows
-from usage_pipeline.models import load_models
+from usage_pipeline.model_catalog import all_models
 from usage_pipeline.warehouse import RAW_TABLES, accept_incoming, create_warehouse_tables, stage_incoming
 from usage_pipeline_tests.conftest import busy_dataset, most_viewed
 
@@ -355,7 +355,7 @@ def test_freshness_names_datasets_without_todays_snapshot(conn: duckdb.DuckDBPyC
 
 
 def reporting_outcomes(conn: duckdb.DuckDBPyConnection, table: str, select: str) -> dict[str, Outcome]:
-    (model,) = [model for model in load_models() if model.table == table]
+    (model,) = [model for model in all_models() if model.table == table]
     conn.execute("CREATE SCHEMA IF NOT EXISTS reporting")
     conn.execute(f"CREATE OR REPLACE TABLE {table} AS {select}")
     scope = RunScope("run-r", RUN_DATE, now=NOW)

@@ -145,7 +145,7 @@ def test_collect_asks_the_other_pages_at_once_when_the_first_says_how_many() -> 
             await asyncio.wait_for(both_asked.wait(), timeout=5)
         return inner(request)
 
-    items, client = run_client(
+    items, _ = run_client(
         handler, lambda client: client.collect(f"{BASE}/datasets/", {"organization": ORG, "page_size": 2}, "data{id}")
     )
 

@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from usage_pipeline.ingest.assets import RAW_TABLE_ASSETS
+from usage_pipeline.model_catalog import all_models
 from usage_pipeline.models import ModelError, load_models, materialize_model, parse_model
 from usage_pipeline.python_tables import PYTHON_TABLE_ASSETS
 
@@ -26,11 +27,11 @@ def write_model(root: Path, text: str, name: str = "example") -> Path:
 
 
 def test_every_model_is_documented_and_its_dependencies_parsed() -> None:
-    models = {model.table: model for model in load_models()}
+    models = {model.table: model for model in all_models()}
     assert {"reporting.dataset_usage_daily", "reporting.discussions", "reporting.reuses"} <= set(models)
     for model in models.values():
-        assert model.description and model.grain and model.columns, model.path
-        assert set(model.grain) <= set(model.columns), model.path
+        assert model.description and model.grain and model.columns, model.source
+        assert set(model.grain) <= set(model.columns), model.source
     assert models["reporting.discussions"].upstream_tables() == {
         "raw.discussions",
         "raw.dataset_snapshots",
@@ -77,5 +78,5 @@ def test_the_architecture_page_says_where_every_table_comes_from() -> None:
     architecture = (root / "docs" / "architecture.md").read_text(encoding="utf-8")
     readme = (root / "README.md").read_text(encoding="utf-8")
     assert [table for table in {**RAW_TABLE_ASSETS, **PYTHON_TABLE_ASSETS} if f"`{table}`" not in architecture] == []
-    reports = [model.table for model in load_models() if model.schema == "reporting"]
+    reports = [model.table for model in all_models() if model.schema == "reporting"]
     assert [table for table in reports if f"`{table}`" not in readme] == []

@@ -18,6 +18,7 @@ import pytest
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer
 from usage_pipeline.demo.world import advance_day, generate_world
+from usage_pipeline_tests.conftest import portal_environment
 
 SNAPSHOT = Path(__file__).parent / "data" / "published_tables.json"
 WORLD_DAY = dt.date(2026, 11, 19)
@@ -41,20 +42,12 @@ def fingerprint(database: Path, portal_url: str) -> dict[str, dict[str, object]]
     return tables
 
 
-def test_two_days_on_a_fixed_world_publish_the_recorded_tables(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_two_days_on_a_fixed_world_publish_the_recorded_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     world = generate_world(3, 6, seed=5, today=WORLD_DAY)
     with PortalServer(world) as server:
-        for name, value in {
-            "USAGE_PORTAL_URL": server.url,
-            "USAGE_METRICS_API_URL": server.url,
-            "USAGE_ORGANIZATIONS": ",".join(org["slug"] for org in world.organizations.values()),
-            "USAGE_DATA_DIR": str(tmp_path / "data"),
-            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-            "USAGE_START_DATE": "2026-11-01",
-            "USAGE_LINK_CHECKS": "0",
-        }.items():
+        slugs = [organization["slug"] for organization in world.organizations.values()]
+        environment = portal_environment(server.url, tmp_path / "data", slugs, ())
+        for name, value in (environment | {"DAGSTER_HOME": str(tmp_path / "dagster_home")}).items():
             monkeypatch.setenv(name, value)
         for number, day in enumerate(DAYS):
             if number:
