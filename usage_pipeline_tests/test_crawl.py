@@ -472,6 +472,25 @@ def test_the_metrics_api_down_keeps_every_dataset_without_metrics_and_the_rest_l
     assert set(result.datasets) == {D1, D2, D4} and set(result.discussions) == {D1, D4}
 
 
+def test_a_failing_reuse_listing_is_a_failure_for_every_followed_dataset() -> None:
+    portal = FakePortal(failing={"/api/1/reuses/"})
+
+    result = run_crawl(portal)
+
+    assert result.reuses == {}, "no dataset is told it has no reuse"
+    assert {failure.subject for failure in result.failures if failure.part == "reuses"} >= {D1, D2, D4}
+    assert set(result.datasets) == {D1, D2, D4} and set(result.discussions) == {D1, D4}
+
+
+def test_a_dataset_whose_reuses_fail_is_the_only_one_recorded() -> None:
+    portal = FakePortal(reuse_total=100_000, failing={D1})  # asked per dataset; D1's request answers 503
+
+    result = run_crawl(portal)
+
+    assert D1 not in result.reuses
+    assert [(f.part, f.subject) for f in result.failures if f.part == "reuses"] == [("reuses", D1)]
+
+
 def test_a_dataset_that_does_not_answer_is_a_failure_not_a_gone_dataset() -> None:
     portal = FakePortal(failing={D4})
 
