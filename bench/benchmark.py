@@ -13,8 +13,10 @@ The pipeline's wall time is split into phases from its Dagster event log and the
 startup (process start to the crawl), crawl (to the last request answered), raw landing (the checks and the
 write of the day's rows), models, checks (raw and reporting validations), publication (the published copy and
 the digests), and Dagster's bookkeeping (everything else: run planning, one materialization event per
-(dataset, date) partition, step events, process exit). ``--write-readme`` puts the tables into README.md
-between the benchmark markers.
+(dataset, date) partition, step events, process exit). After the runs of each size, ``dagster-webserver`` is
+started on their instance and the asset page's partition queries are timed (``--no-ui`` skips it), with the size
+of Dagster's cached list of materialized partitions. ``--write-readme`` puts the tables into README.md between
+the benchmark markers.
 
 Run (from the repository root)::
 
@@ -239,6 +241,14 @@ def child_main(argv: Sequence[str]) -> int:
 # --------------------------------------------------------------------------------------------------
 
 PHASES = ("startup", "crawl", "raw landing", "models", "checks", "publication", "bookkeeping")
+RAW_PARTITIONS = '{ assetNodes(assetKeys: [{path: ["raw", "udata_snapshot"]}]) '
+UI_QUERIES = {  # what the asset page asks: the partition counts, then the statuses drawn as the partition bar
+    "partition counts": "query " + RAW_PARTITIONS + "{ partitionStats { numMaterialized numPartitions } } }",
+    "partition statuses": "query " + RAW_PARTITIONS + "{ assetPartitionStatuses { __typename "
+    "... on MultiPartitionStatuses { ranges { primaryDimStartKey primaryDimEndKey secondaryDim { __typename "
+    "... on DefaultPartitionStatuses { materializedPartitions } } } } } } }",
+}
+YEAR = 365
 
 
 @dataclass
@@ -379,6 +389,22 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
     return env | extra
 
 
+def pipeline_env(source: Path, url: str, organizations: list[str], home: Path, today: dt.date) -> dict[str, str]:
+    """The environment of the pipeline's processes: the portal on `url`, data and DAGSTER_HOME under `home`."""
+    return child_env(
+        {
+            "PYTHONPATH": str(source),
+            "USAGE_PORTAL_URL": url,
+            "USAGE_METRICS_API_URL": url,
+            "USAGE_ORGANIZATIONS": ",".join(organizations),
+            "USAGE_DATA_DIR": str(home / "data"),
+            "DAGSTER_HOME": str(home / "dagster_home"),
+            "USAGE_START_DATE": (today - dt.timedelta(days=7)).isoformat(),
+            "USAGE_LINK_CHECKS": "0",  # the others do not check reuse sites either
+        }
+    )
+
+
 def default_dlt_python() -> str:
     """The benchmark venv's interpreter if that venv exists, else this one."""
     candidate = DEFAULT_BENCH_VENV / "bin" / "python"
@@ -392,23 +418,12 @@ def measure(
     home = workdir / f"{size}-{name}"
     home.mkdir(parents=True)
     url = server.url
+    pipeline_home = workdir / f"{size}-pipeline-data"
     if name.startswith("pipeline"):
         # the first run snapshots yesterday (whole monthly history); the next day reuses its data folder
-        pipeline_home = workdir / f"{size}-pipeline-data"
         date = today if name == "pipeline-next-day" else today - dt.timedelta(days=1)
         command = [sys.executable, "-m", "usage_pipeline.cli", "refresh", "--date", date.isoformat()]
-        env = child_env(
-            {
-                "PYTHONPATH": str(args.source),
-                "USAGE_PORTAL_URL": url,
-                "USAGE_METRICS_API_URL": url,
-                "USAGE_ORGANIZATIONS": ",".join(organizations),
-                "USAGE_DATA_DIR": str(pipeline_home / "data"),
-                "DAGSTER_HOME": str(pipeline_home / "dagster_home"),
-                "USAGE_START_DATE": (today - dt.timedelta(days=7)).isoformat(),
-                "USAGE_LINK_CHECKS": "0",  # the others do not check reuse sites either
-            }
-        )
+        env = pipeline_env(args.source, url, organizations, pipeline_home, today)
     else:
         python = sys.executable if name == "naive" else args.dlt_python
         command = [python, str(HERE), f"child-{name}", "--url", url, "--organizations", ",".join(organizations),
@@ -448,6 +463,79 @@ def measure(
     return outcome
 
 
+@dataclass
+class UiProbe:
+    """What Dagster's UI asks about the raw snapshot's partitions, on the DAGSTER_HOME of the last run."""
+
+    datasets: int
+    days: int  # days of the partition range (USAGE_START_DATE to tomorrow)
+    partitions: int
+    materialized: int
+    seconds: dict[str, float]  # first answer of each UI query
+    status_cache_bytes: int  # Dagster's cached list of the materialized partitions
+
+
+def probe_ui(source: Path, env: dict[str, str], size: int, log: Path) -> UiProbe | None:
+    """Start `dagster-webserver` on the run's instance, time the UI's partition queries, read the status cache."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "dagster_webserver", "-w", str(source / "workspace.yaml"), "-h", "127.0.0.1",
+               "-p", str(port)]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=source, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.perf_counter() + 300
+        while time.perf_counter() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=5)
+                break
+            except OSError:
+                time.sleep(1)
+        else:
+            print(f"[benchmark] {size} datasets, UI: the webserver did not answer (log: {log})", flush=True)
+            return None
+        seconds, answers = {}, {}
+        for name, query in UI_QUERIES.items():
+            started = time.perf_counter()
+            request = urllib.request.Request(
+                f"{url}/graphql", json.dumps({"query": query}).encode(), {"Content-Type": "application/json"}
+            )
+            answers[name] = json.load(urllib.request.urlopen(request, timeout=600))
+            seconds[name] = time.perf_counter() - started
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+    stats = answers["partition counts"]["data"]["assetNodes"][0]["partitionStats"]
+    index = Path(env["DAGSTER_HOME"]) / "history" / "runs" / "index.db"
+    return UiProbe(
+        datasets=size,
+        days=stats["numPartitions"] // size,
+        partitions=stats["numPartitions"],
+        materialized=stats["numMaterialized"],
+        seconds=seconds,
+        status_cache_bytes=status_cache_bytes(index),
+    )
+
+
+def status_cache_bytes(index: Path) -> int:
+    """Size of the materialized-partitions list Dagster caches for the raw snapshot (SQLite event log index)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as conn:
+        row = conn.execute(
+            "SELECT cached_status_data FROM asset_keys WHERE asset_key = ?", [json.dumps(["raw", "udata_snapshot"])]
+        ).fetchone()
+    if not row or not row[0]:
+        return 0
+    return len(json.loads(row[0])["serialized_materialized_partition_subset"])
+
+
 def _last_lines(path: Path | None, count: int) -> str:
     if path is None or not path.exists():
         return ""
@@ -458,15 +546,19 @@ def _versus(value: float, reference: Outcome | None) -> str:
     return f"{value / reference.wall:.2f}" if reference and reference.ok and reference.wall > 0 else "–"
 
 
-def report(outcomes: list[Outcome], args: argparse.Namespace, facts: dict[int, dict[str, Any]]) -> str:
-    """The Markdown report: machine, parameters, one results table, the pipeline's phases, requests by endpoint."""
+def report(
+    outcomes: list[Outcome], probes: list[UiProbe], args: argparse.Namespace, facts: dict[int, dict[str, Any]]
+) -> str:
+    """The Markdown report: machine, parameters, one results table, the pipeline's phases, what the UI asks,
+    requests by endpoint."""
+    dlt = f"{facts['dlt_version']} with {args.dlt_workers} extract workers" if "dlt_version" in facts else "dlt not run"
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
         f"Measured by `python bench/benchmark.py --datasets {args.datasets_arg} --latency {args.latency:g}` on "
         f"{dt.date.today().isoformat()}: nproc={cpus}, Python {platform.python_version()} "
         f"({platform.system()} {platform.machine()}), {args.latency * 1000:.0f} ms per request, seed {args.seed}; "
-        f"{facts.get('dlt_version', 'dlt not run')} with {args.dlt_workers} extract workers; the pipeline with its "
-        "default settings (5 requests in flight), a fresh data folder and SQLite `DAGSTER_HOME`.",
+        f"{dlt}; the pipeline with its default settings (5 requests in flight), a fresh data folder and SQLite "
+        "`DAGSTER_HOME`.",
         "",
         "| datasets (organizations; discussions, reuse links, metrics rows) | approach | wall (s) | requests | "
         "peak RSS (MB) | vs naive | vs dlt |",
@@ -511,6 +603,26 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, facts: dict[int, d
             lines.append(
                 f"| {outcome.datasets:,} | {LABELS[outcome.name]} | {cells} | {outcome.events:,} | "
                 f"{outcome.history_mb:.0f} |"
+            )
+    if probes:
+        lines += [
+            "",
+            "What Dagster's UI asks about `raw.udata_snapshot` (a partition per dataset and day) after these runs, "
+            "and what a year of daily runs would make of Dagster's cached list of materialized partitions "
+            "(projected from its measured bytes per partition):",
+            "",
+            "| datasets | partitions (days × datasets) | materialized | partition counts (s) | partition statuses (s) "
+            "| status cache (MB) | after a year (MB) | 100,000 partitions reached after |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for probe in probes:
+            per_partition = probe.status_cache_bytes / probe.materialized if probe.materialized else 0.0
+            year = per_partition * probe.datasets * YEAR / 1e6
+            lines.append(
+                f"| {probe.datasets:,} | {probe.partitions:,} ({probe.days} × {probe.datasets:,}) | "
+                f"{probe.materialized:,} | {probe.seconds['partition counts']:.2f} | "
+                f"{probe.seconds['partition statuses']:.2f} | {probe.status_cache_bytes / 1e6:.1f} | {year:.0f} | "
+                f"{-(-100_000 // probe.datasets):,} days |"
             )
     lines += ["", "Requests by endpoint:", ""]
     for outcome in outcomes:
@@ -558,6 +670,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a child is killed")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (databases, logs)")
+    parser.add_argument(
+        "--no-ui", dest="ui", action="store_false", help="skip asking dagster-webserver about the partitions"
+    )
     parser.add_argument("--write-readme", action="store_true", help="put the report into README.md's benchmark")
     args = parser.parse_args(argv)
     args.datasets_arg = args.datasets
@@ -589,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0].startswith("child-"):
         return child_main(argv)
     args = parse_args(argv)
-    sys.path.insert(0, str(args.source))
+    sys.path.insert(0, str(HERE.parent.parent))  # the world and its server are this tree's, whatever --source runs
     from usage_pipeline.demo.portal_server import PortalServer
     from usage_pipeline.demo.world import BENCHMARK_MIX, generate_world
 
@@ -599,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         facts["dlt_version"] = dlt_version(args.dlt_python)
     workdir = Path(tempfile.mkdtemp(prefix="usage-bench-"))
     outcomes: list[Outcome] = []
+    probes: list[UiProbe] = []
     try:
         for size in args.datasets:
             started = time.perf_counter()
@@ -621,12 +737,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"[benchmark] {size} datasets, naive: not run (--naive-max {args.naive_max})")
                         continue
                     outcomes.append(measure(name, server, list(world.organizations), size, workdir, args, today))
+                if args.ui and any(o.ok and o.datasets == size and o.name.startswith("pipeline") for o in outcomes):
+                    home = workdir / f"{size}-pipeline-data"
+                    env = pipeline_env(args.source, server.url, list(world.organizations), home, today)
+                    print(f"[benchmark] {size} datasets, UI: asking dagster-webserver ...", flush=True)
+                    if probe := probe_ui(args.source, env, size, workdir / f"{size}-ui.log"):
+                        probes.append(probe)
     finally:
         if args.keep or any(not outcome.ok for outcome in outcomes):
             print(f"[benchmark] working directory kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(outcomes, args, facts)
+    text = report(outcomes, probes, args, facts)
     print()
     print(text)
     if args.write_readme:
