@@ -1,4 +1,4 @@
-"""`usage-pipeline refresh | backfill | demo | tables | show`: run the daily job from a terminal or cron, and look."""
+"""`usage-pipeline refresh | backfill | demo | tables | show | train-themes`: run the daily job, look, retrain."""
 
 import argparse
 import asyncio
@@ -17,10 +17,12 @@ import duckdb
 
 from usage_pipeline.browse import BrowseError, print_table, print_tables
 from usage_pipeline.checks.raw import PORTAL_PARTS_FETCHED
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.definitions import build_definitions
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY
 from usage_pipeline.ingest.crawl import Discovery
 from usage_pipeline.ingest.partitions import datasets_partitions, day_range_tags
+from usage_pipeline.ingest.producer_csv import ProducerFileError
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME
 from usage_pipeline.ingest.sensors import discover_datasets
 from usage_pipeline.own_portals.config import load_portals
@@ -73,6 +75,7 @@ class RefreshOutcome:
     gone: list[str] = field(default_factory=list)
     entries_not_active: list[str] = field(default_factory=list)
     not_fetched: list[str] = field(default_factory=list)
+    producer_file_problems: list[str] = field(default_factory=list)  # rows of the producer's files left out
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:
@@ -209,6 +212,11 @@ def refresh(
             + "\n  ".join(failures or ["unknown error"])
         )
     outcome = RefreshOutcome(date=date, datasets=len(keys), new_datasets=new, run_id=result.run_id)
+    for evaluation in result.get_asset_check_evaluations():
+        said = evaluation.metadata.get("error") or evaluation.metadata.get("problems")
+        if not evaluation.passed and said:
+            text = said.value if isinstance(said.value, str) else json.dumps(said.value, ensure_ascii=False)
+            outcome.producer_file_problems.append(f"{evaluation.check_name}:\n    " + text.replace("\n", "\n    "))
     with duckdb.connect(str(settings.paths.published_database), read_only=True) as published:
         for (table,) in published.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'reporting' ORDER BY 1"
@@ -272,6 +280,8 @@ def print_summary(outcome: RefreshOutcome, settings: Settings) -> None:
               "their previous rows and are fetched again on the next run:")  # fmt: skip
         for part in outcome.not_fetched[:20]:
             print(f"    {part}")
+    for problem in outcome.producer_file_problems:
+        print(f"  WARNING, {problem}")
     print(f"  published to {settings.paths.published_database} and {settings.paths.parquet_dir}/:")
     for table, rows in outcome.tables.items():
         print(f"    reporting.{table}: {rows} rows")
@@ -340,6 +350,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     show_cmd.add_argument("table", help="a table of `usage-pipeline tables`, e.g. discussions_awaiting_answer")
     show_cmd.add_argument("--limit", type=_positive, default=20, help="rows to print (default: 20)")
     show_cmd.add_argument("--data-dir", type=Path, help=data_dir_help)
+    train_cmd = commands.add_parser(
+        "train-themes",
+        help="retrain the discussion-theme classifier with the corrections of theme_corrections.csv; keep it only "
+        "if it cross-validates no worse",
+    )
+    train_cmd.add_argument("--data-dir", type=Path, help=data_dir_help)
     return parser.parse_args(argv)
 
 
@@ -372,6 +388,17 @@ def backfill(settings: Settings, start: dt.date, end: dt.date, instance: dg.Dags
     return outcome
 
 
+def train_themes_command(paths: DataDir) -> int:
+    from usage_pipeline.insights.retrain_themes import TrainThemesError, train_themes  # scikit-learn: only here
+
+    try:
+        train_themes(paths)
+    except TrainThemesError as error:
+        print(f"usage-pipeline train-themes: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -383,12 +410,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "config":
             return check_config(settings)
-        if args.command in ("tables", "show"):
-            database = (Settings(data_dir=args.data_dir) if args.data_dir else settings).paths.published_database
+        if args.command in ("tables", "show", "train-themes"):
+            paths = (Settings(data_dir=args.data_dir) if args.data_dir else settings).paths
             if args.command == "tables":
-                print_tables(database)
+                print_tables(paths.published_database)
+            elif args.command == "show":
+                print_table(paths.published_database, args.table, args.limit)
             else:
-                print_table(database, args.table, args.limit)
+                return train_themes_command(paths)
             return 0
         instance = dagster_instance(settings)
         if args.command == "refresh":
@@ -397,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome = backfill(settings, args.start, args.end, instance)
         print_summary(outcome, settings)
         return 0
-    except (SettingsError, PortalError, RefreshFailed, BrowseError) as error:
+    except (SettingsError, PortalError, RefreshFailed, BrowseError, ProducerFileError) as error:
         print(f"usage-pipeline {args.command}: {error}", file=sys.stderr)
         return 1
 

@@ -14,6 +14,8 @@ class DataDir(dg.ConfigurableResource):
         <path>/published/             what BI tools and people read: usage.duckdb, parquet/, reports/, quality/
         <path>/dagster_home/          Dagster's runs and events when the CLI starts them
         <path>/events.csv             community events (the producer writes it)
+        <path>/theme_corrections.csv  discussion themes corrected by the producer (discussion_id,theme)
+        <path>/theme_model/           the theme classifier retrained by `usage-pipeline train-themes`
         <path>/surveys/surveys.yaml   survey files and their mapping (the producer writes them)
         <path>/portals.yaml           the producer's own Opendatasoft or CKAN portals
     """
@@ -57,6 +59,14 @@ class DataDir(dg.ConfigurableResource):
     @property
     def events_file(self) -> Path:
         return self.root / "events.csv"
+
+    @property
+    def theme_corrections_file(self) -> Path:
+        return self.root / "theme_corrections.csv"
+
+    @property
+    def theme_model_dir(self) -> Path:
+        return self.root / "theme_model"
 
     @property
     def surveys_dir(self) -> Path:

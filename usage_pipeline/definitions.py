@@ -13,6 +13,7 @@ from usage_pipeline.ingest.partitions import dataset_date_partitions
 from usage_pipeline.ingest.reuse_link_checks import ReuseLinkChecker, reuse_link_checks
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
+from usage_pipeline.ingest.theme_corrections import theme_corrections
 from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
 from usage_pipeline.insights.digest.asset import weekly_digest
 from usage_pipeline.model_catalog import all_models
@@ -52,6 +53,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             dataset_date_partitions(settings.start_date), raw_checks(settings.discussion_count_tolerance)
         ),
         community_events,
+        theme_corrections,
         reuse_link_checks,
         survey_responses,
         own_portal_snapshot,

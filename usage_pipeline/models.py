@@ -47,44 +47,8 @@ class ModelError(ValueError):
 
 
 @dataclass(frozen=True)
-class SqlModel:
-    """One `select` that becomes one table, documented by its header comment."""
-
-    path: Path
-    schema: str
-    name: str
-    description: str
-    grain: tuple[str, ...]
-    columns: dict[str, Column]
-    sql: str
-    reads: frozenset[str]  # the tables the select reads, found by parsing it once
-
-    @property
-    def table(self) -> str:
-        return f"{self.schema}.{self.name}"
-
-    @property
-    def asset_key(self) -> dg.AssetKey:
-        return dg.AssetKey([self.schema, self.name])
-
-    @property
-    def source(self) -> str:
-        root = SQL_DIR.parent
-        return str(self.path.relative_to(root) if self.path.is_relative_to(root) else self.path)
-
-    def upstream_tables(self) -> set[str]:
-        return set(self.reads)
-
-    def build(self, conn: duckdb.DuckDBPyConnection) -> None:
-        conn.execute(f"CREATE OR REPLACE TABLE {self.table} AS {self.sql}")
-
-
-@dataclass(frozen=True)
-class PythonModel:
-    """A table built by Python from other tables of the warehouse (``reads``), documented like a SQL model.
-
-    ``build`` creates or replaces the table inside the caller's transaction.
-    """
+class DocumentedTable:
+    """What every model says of its table: where it lives, what a row is, its columns, the tables it reads."""
 
     schema: str
     name: str
@@ -92,8 +56,6 @@ class PythonModel:
     grain: tuple[str, ...]
     columns: dict[str, Column]
     reads: frozenset[str]
-    build: Callable[[duckdb.DuckDBPyConnection], None] = field(compare=False)
-    source: str = ""  # the module that builds it
 
     @property
     def table(self) -> str:
@@ -105,6 +67,30 @@ class PythonModel:
 
     def upstream_tables(self) -> set[str]:
         return set(self.reads)
+
+
+@dataclass(frozen=True)
+class SqlModel(DocumentedTable):
+    """One `select` that becomes one table, documented by its header comment (``reads``: parsed from it once)."""
+
+    path: Path
+    sql: str
+
+    @property
+    def source(self) -> str:
+        root = SQL_DIR.parent
+        return str(self.path.relative_to(root) if self.path.is_relative_to(root) else self.path)
+
+
+@dataclass(frozen=True)
+class PythonModel(DocumentedTable):
+    """A table built by Python from other tables of the warehouse (``reads``), documented like a SQL model.
+
+    ``build`` creates or replaces the table inside the caller's transaction; it may read files of the data folder.
+    """
+
+    build: Callable[[duckdb.DuckDBPyConnection, DataDir], None] = field(compare=False)
+    source: str = ""  # the module that builds it
 
 
 Model = SqlModel | PythonModel
@@ -136,7 +122,16 @@ def parse_model(path: Path) -> SqlModel:
         tree = sqlglot.parse_one(sql, read="duckdb")
     except sqlglot.errors.ParseError as error:
         raise ModelError(f"{path}: not valid SQL: {error}") from None
-    return SqlModel(path, path.parent.name, path.stem, " ".join(description), grain, columns, sql, tables_read(tree))
+    return SqlModel(
+        schema=path.parent.name,
+        name=path.stem,
+        description=" ".join(description),
+        grain=grain,
+        columns=columns,
+        reads=tables_read(tree),
+        path=path,
+        sql=sql,
+    )
 
 
 def tables_read(tree: exp.Expression) -> frozenset[str]:
@@ -179,11 +174,14 @@ def dependency_order(models: list[Model]) -> list[Model]:
     return [by_key[key] for key in sorter.static_order()]
 
 
-def materialize_model(conn: duckdb.DuckDBPyConnection, model: Model) -> int:
+def materialize_model(conn: duckdb.DuckDBPyConnection, model: Model, data_dir: DataDir) -> int:
     """(Re)build the model's table in one transaction, documented in the catalog; returns its row count."""
     with transaction(conn):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {model.schema}")
-        model.build(conn)
+        if isinstance(model, SqlModel):
+            conn.execute(f"CREATE OR REPLACE TABLE {model.table} AS {model.sql}")
+        else:
+            model.build(conn, data_dir)
         actual = [row[0] for row in conn.execute(f"DESCRIBE {model.table}").fetchall()]
         if actual != list(model.columns):
             raise ModelError(
@@ -265,7 +263,7 @@ def build_transform_asset(models: list[Model], checks: Callable[[Model], list[Ch
                     context.log.warning(f"{model.table} not rebuilt: {cause}")
                     continue
                 started = time.perf_counter()
-                rows = materialize_model(conn, model)
+                rows = materialize_model(conn, model, data_dir)
                 timings["models"] += time.perf_counter() - started
                 outcomes = _check(conn, validator, context, model, checks_of[model.table], scope, timings)
                 context.log.info(f"{model.table}: {rows} rows")

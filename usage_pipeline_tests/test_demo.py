@@ -26,10 +26,12 @@ def test_demo_with_a_relative_data_dir_publishes_every_table(
         empty = [table for table in tables if not conn.execute(f"SELECT count(*) FROM reporting.{table}").fetchone()[0]]
         survey_rows = conn.execute("SELECT count(*) FROM reporting.survey_responses").fetchone()[0]
         new_reuses = conn.execute("SELECT count(*) FROM reporting.new_reuses WHERE in_last_7_days").fetchone()[0]
+        sources = dict(conn.execute("SELECT theme_source, count(*) FROM reporting.discussions GROUP BY 1").fetchall())
     assert len(tables) >= 20 and empty == []
     with (root / "surveys" / SURVEY_FILE).open(encoding="utf-8") as survey:
         assert survey_rows == len(list(csv.reader(survey, delimiter=";"))) - 1
     assert new_reuses >= 1, "the reuse played on the second day"
+    assert sources["correction"] == 1 and sources["model"] >= 10, "theme_corrections.csv, then the classifier"
     with duckdb.connect(str(root / "warehouse.duckdb"), read_only=True) as conn:
         query = "SELECT DISTINCT split_part(url, '/', 3) FROM raw.reuse_link_checks"
         hosts = {row[0] for row in conn.execute(query).fetchall()}

@@ -282,10 +282,11 @@ def build_published_db(path: Path) -> Path:
         conn.execute(
             "CREATE TABLE reporting.discussions_awaiting_answer (discussion_id VARCHAR, dataset_id VARCHAR,"
             " organization_id VARCHAR, dataset_title VARCHAR, title VARCHAR, url VARCHAR, asker VARCHAR,"
-            " opened_at TIMESTAMPTZ, waiting_since TIMESTAMPTZ, waiting_days BIGINT, theme VARCHAR)"
+            " opened_at TIMESTAMPTZ, waiting_since TIMESTAMPTZ, waiting_days BIGINT, theme VARCHAR,"
+            " theme_needs_review BOOLEAN)"
         )
         conn.executemany(
-            "INSERT INTO reporting.discussions_awaiting_answer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO reporting.discussions_awaiting_answer VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [  # newest first, to check the digest orders them
                 (
                     "d-new",
@@ -299,6 +300,7 @@ def build_published_db(path: Path) -> Path:
                     "2026-11-15 09:00:00+00",
                     5,
                     "reliability",
+                    True,
                 ),
                 (
                     "d-old",
@@ -312,6 +314,7 @@ def build_published_db(path: Path) -> Path:
                     "2026-10-01 10:00:00+00",
                     50,
                     "freshness",
+                    False,
                 ),
             ],
         )
@@ -481,6 +484,10 @@ def test_discussions_oldest_first_with_links(published: Path, tmp_path: Path) ->
         assert "Alice Durand" in text and "50 days" in text and "freshness" in text
     assert f'<a href="{PORTAL}/datasets/budget/#/discussions/d-old">Prochaine mise à jour ?</a>' in html
     assert "Bob Martin" in markdown and "5 days (since 15 Nov 2026)" in markdown
+    # The classifier was unsure of the newer one's theme: the digest asks for a look, and says how to correct it.
+    assert "| reliability (to review) |" in markdown and "| freshness |" in markdown
+    assert "`theme_corrections.csv`" in markdown
+    assert '<span class="tag">reliability</span> <span class="small muted">to review</span>' in html
     # The other organization's digest says so when nothing waits.
     assert "No question is waiting for an answer." in (tmp_path / "region-exemple-2026-W47.md").read_text()
 
@@ -758,6 +765,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             conn.execute(f"DROP TABLE reporting.{table}")
         for column in ("removed_date", "link_checked_at", "link_ok", "link_broken", "owner_name"):
             conn.execute(f"ALTER TABLE reporting.reuses DROP COLUMN {column}")
+        conn.execute("ALTER TABLE reporting.discussions_awaiting_answer DROP COLUMN theme_needs_review")
     asset.write_digests(published, tmp_path / "older", REPORT_DATE)
     html = (tmp_path / "older" / "ville-de-test-2026-W47.html").read_text()
     for name in ("reuse-links", "surveys", "events", "people"):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from usage_pipeline.ingest.events import EventsFileError, parse_events
+from usage_pipeline.ingest.events import parse_events
+from usage_pipeline.ingest.producer_csv import ProducerFileError
 
 KNOWN = {"5ff5e6e99724cb8fff59a5be", "5b7ffc618b4c4169d30727e0"}
 
@@ -39,7 +40,7 @@ def test_malformed_rows_are_all_named(tmp_path: Path) -> None:
         "2026-10-01,,webinar,5ff5e6e99724cb8fff59a5be\n"
         "2026-10-01,Webinaire,webinar,000000000000000000000000\n",
     )
-    with pytest.raises(EventsFileError) as error:
+    with pytest.raises(ProducerFileError) as error:
         parse_events(path, KNOWN)
     message = str(error.value)
     assert str(path) in message
@@ -49,7 +50,7 @@ def test_malformed_rows_are_all_named(tmp_path: Path) -> None:
 
 
 def test_missing_column_and_encoding(tmp_path: Path) -> None:
-    with pytest.raises(EventsFileError, match=r"missing column\(s\) \['datasets'\]"):
+    with pytest.raises(ProducerFileError, match=r"missing column\(s\) \['datasets'\]"):
         parse_events(write(tmp_path, "date,title,kind\n2026-10-01,A,b\n"), KNOWN)
-    with pytest.raises(EventsFileError, match="not UTF-8"):
+    with pytest.raises(ProducerFileError, match="not UTF-8"):
         parse_events(write(tmp_path, "date,title,kind,datasets\n2026-10-01,Réunion,x,y\n", "latin-1"), KNOWN)

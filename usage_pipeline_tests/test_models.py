@@ -5,6 +5,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_TABLE_ASSETS
 from usage_pipeline.model_catalog import all_models
 from usage_pipeline.models import ModelError, load_models, materialize_model, parse_model
@@ -64,9 +65,9 @@ def test_undocumented_column_keeps_the_previous_table(tmp_path: Path) -> None:
     good = parse_model(write_model(tmp_path, HEADER + "select 1 as id, 'a' as label"))
     bad = parse_model(write_model(tmp_path, HEADER + "select 2 as id, 'b' as label, 3 as extra"))
     with duckdb.connect() as conn:
-        assert materialize_model(conn, good) == 1
+        assert materialize_model(conn, good, DataDir(path=str(tmp_path))) == 1
         with pytest.raises(ModelError, match="extra"):
-            materialize_model(conn, bad)
+            materialize_model(conn, bad, DataDir(path=str(tmp_path)))
         assert conn.execute("SELECT id, label FROM reporting.example").fetchall() == [(1, "a")]
         comment = conn.execute("SELECT comment FROM duckdb_tables() WHERE table_name = 'example'").fetchone()[0]
         assert comment == "An example table."

@@ -33,6 +33,8 @@ from usage_pipeline.demo.run import (
     write_portals_yaml,
 )
 from usage_pipeline.demo.world import add_news
+from usage_pipeline.insights import theme_model
+from usage_pipeline.insights.themes import THEMES
 from usage_pipeline.settings import Settings
 from usage_pipeline.surveys.responses import SALT_ENV
 from usage_pipeline_tests.conftest import (
@@ -176,6 +178,20 @@ class TwoDays:
     instance: dg.DagsterInstance
     outcome: cli.RefreshOutcome
     gone_reuse_url: str
+    corrected: dict[str, str]  # discussion id -> the theme theme_corrections.csv gives it before day 2
+
+
+def correct_a_theme(settings: Settings) -> dict[str, str]:
+    """theme_corrections.csv giving the first discussion another theme than day 1's, plus two bad rows."""
+    discussion_id, theme = published(
+        settings, "SELECT discussion_id, theme FROM reporting.discussions ORDER BY discussion_id LIMIT 1"
+    ).row(0)
+    other = next(candidate for candidate in THEMES if candidate != theme)
+    settings.paths.theme_corrections_file.write_text(
+        f"discussion_id,theme\n{discussion_id},{other}\n{discussion_id},weather\nno-such-discussion,other\n",
+        encoding="utf-8",
+    )
+    return {discussion_id: other}
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +221,13 @@ def two_days(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoDays]:
         instance = cli.dagster_instance(settings)
         cli.refresh(settings, DAY_1, instance)
         day_1 = copy.deepcopy(world)
+        corrected = correct_a_theme(settings)
         with world.lock:
             day_two_changes(world, roles, portal.url)
             for tracking in ckan.tracking.values():
                 tracking["total"] += 3  # three page views on the CKAN portal
         outcome = cli.refresh(settings, DAY_2, instance)
-        yield TwoDays(day_1, world, roles, settings, instance, outcome, gone_url)
+        yield TwoDays(day_1, world, roles, settings, instance, outcome, gone_url, corrected)
 
 
 def published(settings: Settings, sql: str) -> pl.DataFrame:
@@ -517,6 +534,27 @@ def test_the_summary(two_days: TwoDays, capsys: pytest.CaptureFixture) -> None:
     assert f"gone (404/410): {two_days.roles.deleted}" in out
     discussions = published(two_days.settings, "SELECT count(*) FROM reporting.discussions").item()
     assert discussions == len(threads(two_days)) and f"reporting.discussions: {discussions} rows" in out
+
+
+def test_themes_by_the_classifier_and_by_the_producers_correction(two_days: TwoDays) -> None:
+    settings = two_days.settings
+    rows = published(
+        settings,
+        "SELECT discussion_id, theme, theme_confidence, theme_source, theme_needs_review FROM reporting.discussions",
+    )
+    ((corrected_id, theme),) = two_days.corrected.items()
+    corrected = rows.filter(pl.col("discussion_id") == corrected_id).row(0)
+    assert corrected == (corrected_id, theme, None, "correction", False)
+    others = rows.filter(pl.col("discussion_id") != corrected_id)
+    assert set(others["theme_source"]) == {"model"} and others["theme_confidence"].is_between(0.2, 1.0).all()
+    threshold = theme_model.load_shipped_model().confidence_threshold
+    assert (others["theme_needs_review"] == (others["theme_confidence"] < threshold)).all()
+    with duckdb.connect(str(settings.paths.warehouse), read_only=True) as conn:
+        applied = conn.execute("SELECT * FROM raw.theme_corrections").fetchall()
+    assert applied == [(corrected_id, theme, 2)]  # rows 3 (unknown theme) and 4 (unknown discussion) left out
+    (problems,) = [p for p in two_days.outcome.producer_file_problems if p.startswith("theme_corrections_valid")]
+    assert "row 3: theme 'weather' is not one of" in problems
+    assert "row 4: discussion 'no-such-discussion' is not a known discussion" in problems
 
 
 def test_weekly_digest_for_each_organization(two_days: TwoDays) -> None:

@@ -10,11 +10,12 @@ from usage_pipeline.insights.themes import THEMES, ThemeVerdict, classify
 from usage_pipeline_tests.conftest import SAMPLE_PATH
 
 EVALUATE_SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "evaluate_themes.py"
-# Figures reached when the lexicon was frozen (tuned on the `tune` rows only), less a small margin:
-# tune macro-F1 0.930; held-out macro-F1 0.518 (accessibility has a single held-out row, missed), accuracy 0.698.
-TUNE_MACRO_F1_FLOOR = 0.90
-HELDOUT_MACRO_F1_FLOOR = 0.50
-HELDOUT_ACCURACY_FLOOR = 0.67
+# The lexicon (now the fallback of the trained classifier, and one of its features) on the sample's labels as
+# re-labelled with the theme guide, less a small margin: tune macro-F1 0.773; held-out macro-F1 0.494, accuracy
+# 0.651 (it was tuned on the earlier labels: 0.930 / 0.518 / 0.698).
+TUNE_MACRO_F1_FLOOR = 0.75
+HELDOUT_MACRO_F1_FLOOR = 0.47
+HELDOUT_ACCURACY_FLOOR = 0.63
 
 
 def _evaluate_module() -> ModuleType:

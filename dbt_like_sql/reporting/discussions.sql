@@ -19,7 +19,10 @@
 --   first_response_at TIMESTAMP WITH TIME ZONE: First producer message after the opening one; null if the producer never answered.
 --   status VARCHAR: closed, answered or awaiting_producer (see the table description).
 --   theme VARCHAR: What it is about: accessibility, freshness, reliability, usability or other (see staging.discussion_themes).
---   theme_evidence VARCHAR[]: The words of the discussion that decided the theme.
+--   theme_evidence VARCHAR[]: Words of the discussion that the lexicon ties to that theme (may be empty).
+--   theme_confidence DOUBLE: The classifier's probability of that theme, 0 to 1 (null when the producer corrected it or the lexicon decided).
+--   theme_source VARCHAR: Who decided the theme: model (the trained classifier), lexicon (fallback) or correction (the producer, theme_corrections.csv).
+--   theme_needs_review BOOLEAN: The classifier was unsure (confidence below its threshold): a person should check the theme.
 --   removed_date DATE: First snapshot of the dataset whose discussions were fetched without this one (deleted or moderated); null while listed.
 with latest as (
     select dataset_id, discussion_id, payload, snapshot_date as last_seen_date
@@ -71,6 +74,9 @@ select
     end as status,
     coalesce(themes.theme, 'other') as theme,
     coalesce(themes.evidence, []) as theme_evidence,
+    themes.theme_confidence,
+    coalesce(themes.theme_source, 'lexicon') as theme_source,
+    coalesce(themes.needs_review, false) as theme_needs_review,
     removed.removed_date
 from latest
 left join threads using (discussion_id)

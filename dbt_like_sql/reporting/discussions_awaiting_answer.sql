@@ -15,6 +15,7 @@
 --   waiting_since TIMESTAMP WITH TIME ZONE: When the reuser's last message was posted.
 --   waiting_days BIGINT: Whole days between waiting_since and the latest snapshot date.
 --   theme VARCHAR: What the discussion is about: accessibility, freshness, reliability, usability or other.
+--   theme_needs_review BOOLEAN: The classifier was unsure of the theme: a person should check it.
 with as_of as (
     select max(snapshot_date) as as_of_date from raw.dataset_snapshots
 ),
@@ -35,7 +36,8 @@ select
     discussions.created_at as opened_at,
     last_reuser_message.waiting_since,
     date_diff('day', last_reuser_message.waiting_since::date, as_of.as_of_date) as waiting_days,
-    discussions.theme
+    discussions.theme,
+    discussions.theme_needs_review
 from reporting.discussions as discussions
 join last_reuser_message using (discussion_id)
 left join reporting.datasets as datasets using (dataset_id)

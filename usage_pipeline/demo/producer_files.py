@@ -1,4 +1,5 @@
-"""The files a producer keeps in its data folder, written for the demo: a community event and a reuser survey."""
+"""The files a producer keeps in its data folder, written for the demo: a community event, a reuser survey and a
+theme correction."""
 
 import csv
 import datetime as dt
@@ -44,6 +45,16 @@ def write_events(data_dir: DataDir, world: World, first_day: dt.date) -> None:
         f"date,title,kind,datasets\n{day.isoformat()},Atelier découverte des données ouvertes,workshop,{datasets}\n",
         encoding="utf-8",
     )
+
+
+def write_theme_corrections(data_dir: DataDir, world: World) -> None:
+    """theme_corrections.csv: the producer files the first discussion of its most viewed dataset under usability."""
+    discussion = next(
+        discussion
+        for key in _most_viewed(world, len(world.entries))
+        for discussion in world.entries[key]["discussions"]
+    )
+    data_dir.theme_corrections_file.write_text(f"discussion_id,theme\n{discussion['id']},usability\n", encoding="utf-8")
 
 
 def write_survey(data_dir: DataDir, world: World, first_day: dt.date, *, seed: int) -> None:

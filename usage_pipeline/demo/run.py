@@ -20,7 +20,7 @@ from usage_pipeline.data_dir import DataDir
 from usage_pipeline.demo.ckan_server import CkanServer, CkanWorld, generate_ckan_world
 from usage_pipeline.demo.ods_server import DEMO_ANALYTICS_KEY, OdsServer, OdsWorld, generate_ods_world
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline.demo.producer_files import write_events, write_survey
+from usage_pipeline.demo.producer_files import write_events, write_survey, write_theme_corrections
 from usage_pipeline.demo.webhook_server import WebhookReceiver
 from usage_pipeline.demo.world import add_news, advance_day, generate_world
 from usage_pipeline.insights.alerts import evaluate
@@ -132,6 +132,7 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         write_portals_yaml(paths, ods_server.url, ckan_server.url)
         write_events(paths, world, first_day)
         write_survey(paths, world, first_day, seed=seed)
+        write_theme_corrections(paths, world)
         os.environ.setdefault(ODS_KEY_VARIABLE, DEMO_ANALYTICS_KEY)
         os.environ.setdefault(SALT_ENV, DEMO_PSEUDONYM_SALT)
         instance = cli.dagster_instance(settings)

@@ -1,8 +1,6 @@
 """Community events ($USAGE_DATA_DIR/events.csv): workshops, webinars, hackathons, newsletters..."""
 
-import csv
 import datetime as dt
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,14 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
+from usage_pipeline.ingest.producer_csv import (
+    ProducerFileError,
+    create_table,
+    read_rows,
+    replace_rows,
+    unreadable_file_results,
+)
+from usage_pipeline.warehouse import Column, table_schema
 
 EVENTS_KEY = dg.AssetKey(["raw", "community_events"])
 EVENTS_TABLE = "raw.community_events"
@@ -32,10 +37,6 @@ EVENTS_COLUMNS = {
     "source_row": Column("INTEGER", "Row of events.csv (the header is row 1)."),
 }
 _SEPARATORS = re.compile(r"[\s,;|]+")
-
-
-class EventsFileError(ValueError):
-    """events.csv cannot be read; the message names the file, rows and columns."""
 
 
 @dataclass(frozen=True)
@@ -58,21 +59,9 @@ def _date(text: str) -> dt.date | None:
 
 def parse_events(path: Path, known_datasets: set[str]) -> list[Event]:
     """Read events.csv (UTF-8, `,` or `;`): date (YYYY-MM-DD or DD/MM/YYYY), title, kind, datasets (ids)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise EventsFileError(
-            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}): save it as UTF-8"
-        ) from None
-    dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    header = [name.strip().lower() for name in reader.fieldnames or []]
-    missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    if missing:
-        raise EventsFileError(f"{path}: missing column(s) {missing}; the header must hold {list(REQUIRED_COLUMNS)}")
+    rows = read_rows(path, REQUIRED_COLUMNS)
     events, problems = [], []
-    for number, raw in enumerate(reader, start=2):
-        row = {key.strip().lower(): (value or "").strip() for key, value in raw.items() if key}
+    for number, row in rows:
         date = _date(row["date"])
         datasets = [key for key in _SEPARATORS.split(row["datasets"]) if key]
         unknown = [key for key in datasets if key not in known_datasets]
@@ -88,7 +77,7 @@ def parse_events(path: Path, known_datasets: set[str]) -> list[Event]:
             kind = row["kind"].lower() or "other"
             events += [Event(date, row["title"], kind, dataset_id, number) for dataset_id in datasets]
     if problems:
-        raise EventsFileError(f"{path}: " + "; ".join(problems))
+        raise ProducerFileError(f"{path}: " + "; ".join(problems))
     return events
 
 
@@ -106,21 +95,13 @@ def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     """Load events.csv whole into raw.community_events; a malformed file keeps the previous events."""
     events_file = data_dir.events_file
     with warehouse.get_connection() as conn:
-        columns = ", ".join(f"{name} {column.type}" for name, column in EVENTS_COLUMNS.items())
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
-        comment_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
+        create_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
         known = {row[0] for row in conn.execute("SELECT DISTINCT dataset_id FROM raw.dataset_snapshots").fetchall()}
         try:
             events = parse_events(events_file, known) if events_file.exists() else []
-        except EventsFileError as error:
+        except ProducerFileError as error:
             context.log.warning(f"{error}; the previous events are kept")
-            yield dg.MaterializeResult(metadata={"error": dg.MetadataValue.text(str(error))})
-            yield dg.AssetCheckResult(
-                check_name=EVENTS_FILE_VALID,
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"error": dg.MetadataValue.text(str(error))},
-            )
+            yield from unreadable_file_results(EVENTS_FILE_VALID, error)
             return
         frame = pl.DataFrame(
             [event.__dict__ for event in events],
@@ -128,9 +109,7 @@ def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
                     "source_row": pl.Int32},
             orient="row",
         )  # fmt: skip
-        with transaction(conn), registered(conn, "events_frame", frame):
-            conn.execute(f"DELETE FROM {EVENTS_TABLE}")
-            conn.execute(f"INSERT INTO {EVENTS_TABLE} SELECT * FROM events_frame")
+        replace_rows(conn, EVENTS_TABLE, frame)
     context.log.info(f"{len(events)} event × dataset rows from {events_file}")
     yield dg.MaterializeResult(metadata={"dagster/row_count": len(events)})
     yield dg.AssetCheckResult(check_name=EVENTS_FILE_VALID, passed=True, severity=dg.AssetCheckSeverity.WARN)

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
+from usage_pipeline.insights.theme_verdicts import load_classifier
 from usage_pipeline.surveys.config import CONFIG_FILE, SurveyConfigError
 from usage_pipeline.surveys.ingest import ingest_surveys
 from usage_pipeline.surveys.responses import SALT_ENV
@@ -63,7 +64,8 @@ def survey_responses(
     salt = os.environ.get(SALT_ENV) or None
     with warehouse.get_connection() as conn:
         try:
-            run = ingest_surveys(conn, surveys_dir, salt, force=config.force)
+            classifier = load_classifier(data_dir)
+            run = ingest_surveys(conn, surveys_dir, salt, classifier=classifier, force=config.force)
         except SurveyConfigError as error:
             raise dg.Failure(description=str(error)) from None
         total = conn.execute(f"SELECT count(*) FROM {SURVEY_RESPONSES_TABLE}").fetchone()[0]

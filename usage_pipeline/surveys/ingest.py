@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -24,6 +25,9 @@ from usage_pipeline.surveys.tables import (
     create_survey_tables,
 )
 from usage_pipeline.warehouse import registered, transaction
+
+if TYPE_CHECKING:
+    from usage_pipeline.insights.theme_model import ThemeModel
 
 # Where the followed datasets' ids and slugs are read: the first table that exists. The raw snapshots come first:
 # they hold today's datasets (the daily job ingests surveys after them) and every slug a dataset ever had.
@@ -155,17 +159,19 @@ def ingest_file(
     spec: FileSpec,
     known: KnownDatasets,
     salt: str | None,
+    classifier: "ThemeModel | None",
     previous: str | None = None,
     now: dt.datetime | None = None,
 ) -> FileOutcome:
-    """Read, check and store one file content; a malformed one is recorded as rejected."""
+    """Read, check and store one file content (needs classified by ``classifier``, or the lexicon when None); a
+    malformed one is recorded as rejected."""
     at = now or dt.datetime.now(dt.UTC)
     digest = content_hash(data)
     reading = None
     try:
         sheet = read_sheet(file, data, spec)
         reading = sheet.describe()
-        responses = parse_responses(file, sheet, spec, known, salt)
+        responses = parse_responses(file, sheet, spec, known, salt, classifier)
     except SurveyFileError as error:
         record_rejection(conn, file, digest, str(error), at)
         return FileOutcome(file, digest, "rejected", error=str(error), reading=reading)
@@ -179,10 +185,12 @@ def ingest_surveys(
     surveys_dir: Path,
     salt: str | None,
     *,
+    classifier: "ThemeModel | None" = None,
     force: bool = False,
     now: dt.datetime | None = None,
 ) -> SurveyRun:
-    """Create the survey tables if missing, then ingest every pending file of ``surveys_dir``.
+    """Create the survey tables if missing, then ingest every pending file of ``surveys_dir`` (needs classified by
+    ``classifier``, by the lexicon when None).
 
     Raises SurveyConfigError when surveys.yaml is malformed; a missing folder or surveys.yaml is nothing to do.
     """
@@ -204,5 +212,5 @@ def ingest_surveys(
             outcomes.append(FileOutcome(file, digest, "unchanged"))
             continue
         known = known or known_datasets(conn)
-        outcomes.append(ingest_file(conn, file, data, spec, known, salt, ingested.get(file), now))
+        outcomes.append(ingest_file(conn, file, data, spec, known, salt, classifier, ingested.get(file), now))
     return SurveyRun(config, tuple(outcomes))

@@ -8,7 +8,8 @@ Per field (blank = empty or spaces only):
 * ``submitted_at``: required; ISO 8601 or French ``dd/mm/yyyy[ hh:mm[:ss]]`` (see ``parse_timestamp``).
 * ``satisfaction``: an integer from 1 to 5 (``4``, ``4.0`` or ``4,0`` in text; an integral number in XLSX);
   blank = no answer (null).
-* ``needs``: free text, its theme by ``insights.themes.classify("", [needs])``; blank = null theme and evidence.
+* ``needs``: free text, its theme by the discussions' classifier (``insights.theme_verdicts``); blank = null theme
+  and evidence.
 * ``reuse_type``, ``respondent_organization``: free text.
 * ``email``: HMAC-SHA256 of the trimmed, lower-cased address keyed by the salt; the address itself is dropped.
 
@@ -21,10 +22,11 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
-from usage_pipeline.insights.themes import classify
+from usage_pipeline.insights.theme_verdicts import verdicts
 from usage_pipeline.surveys.config import FileSpec, normalize_header
 from usage_pipeline.surveys.reading import (
     EMAIL,
@@ -35,6 +37,9 @@ from usage_pipeline.surveys.reading import (
     column_letter,
     shown,
 )
+
+if TYPE_CHECKING:
+    from usage_pipeline.insights.theme_model import ThemeModel
 
 SALT_ENV = "USAGE_PSEUDONYM_SALT"
 LOCAL_TIMEZONE = ZoneInfo("Europe/Paris")  # of times written without offset
@@ -179,9 +184,10 @@ def locate_columns(file: str, sheet: Sheet, spec: FileSpec) -> dict[str, int]:
 
 
 def parse_responses(
-    file: str, sheet: Sheet, spec: FileSpec, known: KnownDatasets, salt: str | None
+    file: str, sheet: Sheet, spec: FileSpec, known: KnownDatasets, salt: str | None, classifier: "ThemeModel | None"
 ) -> list[dict[str, object]]:
-    """The file's responses (one dict per answer row), or SurveyFileError listing every fault."""
+    """The file's responses (one dict per answer row), or SurveyFileError listing every fault. The needs are
+    classified like discussions (`theme_verdicts.verdicts`: ``classifier``, or the lexicon when it is None)."""
     if "email" in spec.columns and not salt:
         what = (
             f"maps `email` but {SALT_ENV} is not set: addresses are only stored as salted hashes; set it to a long "
@@ -218,7 +224,6 @@ def parse_responses(
             if satisfaction is None:
                 fault("satisfaction", "not an integer from 1 to 5", row, value["satisfaction"])
         needs = _free_text(value["needs"])
-        verdict = classify("", [needs]) if needs else None
         email = _text(value.get("email"))
         responses.append(
             {
@@ -227,8 +232,8 @@ def parse_responses(
                 "submitted_at": submitted_at,
                 "satisfaction": satisfaction,
                 "needs": needs,
-                "needs_theme": verdict.theme if verdict else None,
-                "needs_evidence": list(verdict.evidence) if verdict else None,
+                "needs_theme": None,  # set below, for the whole file at once
+                "needs_evidence": None,
                 "reuse_type": _free_text(value.get("reuse_type")),
                 "respondent_organization": _free_text(value.get("respondent_organization")),
                 "respondent_hash": pseudonym(email, salt) if email and salt else None,
@@ -236,4 +241,7 @@ def parse_responses(
         )
     if problems:
         raise SurveyFileError(file, list(problems.values()))
+    answered = [response for response in responses if response["needs"]]
+    for response, verdict in zip(answered, verdicts([("", [r["needs"]]) for r in answered], classifier), strict=True):
+        response["needs_theme"], response["needs_evidence"] = verdict.theme, list(verdict.evidence)
     return responses

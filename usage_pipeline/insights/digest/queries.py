@@ -84,6 +84,7 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
     week_start = report_date - dt.timedelta(days=WEEK - 1)
     tables = reporting_columns(conn)
     owner = "owner_name" if "owner_name" in tables["reuses"] else "null as owner_name"
+    review = "theme_needs_review" if "theme_needs_review" in tables["discussions_awaiting_answer"] else "false"
     firsts = conn.execute(
         f"select dataset_id, min(date) from reporting.dataset_usage_daily where dataset_id in ({_ORG_DATASETS}) "
         "group by dataset_id",
@@ -123,7 +124,8 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
         awaiting=_rows(
             conn,
             f"""
-            select discussion_id, dataset_title, title, url, asker, opened_at, waiting_since, waiting_days, theme
+            select discussion_id, dataset_title, title, url, asker, opened_at, waiting_since, waiting_days, theme,
+                {review} as theme_needs_review
             from reporting.discussions_awaiting_answer
             where dataset_id in ({_ORG_DATASETS})
             order by waiting_since, discussion_id
