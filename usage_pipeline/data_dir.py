@@ -18,6 +18,7 @@ class DataDir(dg.ConfigurableResource):
         <path>/theme_model/           the theme classifier retrained by `usage-pipeline train-themes`
         <path>/surveys/surveys.yaml   survey files and their mapping (the producer writes them)
         <path>/portals.yaml           the producer's own Opendatasoft or CKAN portals
+        <path>/recipients.yaml        who gets each organization's weekly digest by e-mail
     """
 
     path: str
@@ -59,6 +60,10 @@ class DataDir(dg.ConfigurableResource):
     @property
     def events_file(self) -> Path:
         return self.root / "events.csv"
+
+    @property
+    def recipients_file(self) -> Path:
+        return self.root / "recipients.yaml"
 
     @property
     def theme_corrections_file(self) -> Path:

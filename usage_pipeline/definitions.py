@@ -11,11 +11,11 @@ from usage_pipeline.ingest.assets import build_raw_snapshot_asset
 from usage_pipeline.ingest.events import community_events
 from usage_pipeline.ingest.partitions import dataset_date_partitions
 from usage_pipeline.ingest.reuse_link_checks import ReuseLinkChecker, reuse_link_checks
-from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, TIMEZONE, daily_refresh_schedule
+from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, build_daily_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.ingest.theme_corrections import theme_corrections
 from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
-from usage_pipeline.insights.digest.asset import weekly_digest
+from usage_pipeline.insights.digest.asset import Mailer, ReaderLocale, weekly_digest
 from usage_pipeline.model_catalog import all_models
 from usage_pipeline.models import build_transform_asset
 from usage_pipeline.own_portals.assets import own_portal_snapshot
@@ -38,10 +38,21 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     """Every resource, configured by ``settings``: the assets and sensors read paths and options from here."""
     return {
         "udata": UdataResource.from_settings(settings),
-        "warehouse": Warehouse(database=str(settings.paths.warehouse), lock_wait=settings.warehouse_lock_wait),
+        "warehouse": Warehouse(
+            database=str(settings.paths.warehouse), lock_wait=settings.warehouse_lock_wait, timezone=settings.timezone
+        ),
+        "reader": ReaderLocale(timezone=settings.timezone),
+        # The URL may hold a password: read from the environment, the UI shows the variable's name, not its value.
+        "mailer": Mailer(
+            smtp_url=dg.EnvVar("USAGE_SMTP_URL") if settings.smtp_url else None, sender=settings.smtp_from
+        ),
         "data_dir": settings.paths,
         "link_checker": ReuseLinkChecker(enabled=settings.link_checks),
-        "alerts": DiscussionAlerts(webhook_url=settings.alert_webhook_url, answer_sla_days=settings.answer_sla_days),
+        "alerts": DiscussionAlerts(
+            webhook_url=settings.alert_webhook_url,
+            answer_sla_days=settings.answer_sla_days,
+            timezone=settings.timezone,
+        ),
     }
 
 
@@ -61,7 +72,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_publish_asset(models),
         weekly_digest,
     ]
-    freshness, freshness_schedule = build_freshness(settings.freshness_hour, TIMEZONE)
+    freshness, freshness_schedule = build_freshness(settings.freshness_hour, settings.timezone)
     daily_job = dg.define_asset_job(
         DAILY_JOB_NAME,
         selection=dg.AssetSelection.all() - dg.AssetSelection.checks(freshness),
@@ -81,7 +92,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=assets,
         asset_checks=[freshness],
         jobs=[daily_job, survey_job],
-        schedules=[daily_refresh_schedule, freshness_schedule],
+        schedules=[build_daily_schedule(settings.timezone), freshness_schedule],
         sensors=[dataset_discovery_sensor, discussion_alerts, survey_files],
         resources=build_resources(settings),
     )

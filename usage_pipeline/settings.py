@@ -6,6 +6,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from usage_pipeline.data_dir import DataDir
 
@@ -52,6 +53,15 @@ def _flag(name: str, raw: str) -> bool:
     raise SettingsError(f"{name}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)")
 
 
+def _time_zone(value: str) -> str:
+    """An IANA time zone name known to Python and to DuckDB (both read the IANA database)."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"USAGE_TIMEZONE={value!r} is not a time zone name such as Europe/Paris or UTC") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -71,6 +81,9 @@ class Settings:
     answer_sla_days: int = 7
     link_checks: bool = True
     warehouse_lock_wait: float = 600.0
+    timezone: str = "Europe/Paris"
+    smtp_url: str | None = field(default=None, repr=False)  # may hold a password
+    smtp_from: str | None = None
 
     def __post_init__(self) -> None:
         # Resolved once, here: Dagster, Great Expectations and the demo may run from another working directory.
@@ -115,4 +128,7 @@ class Settings:
             warehouse_lock_wait=float(
                 _positive_number("USAGE_WAREHOUSE_LOCK_WAIT", env.get("USAGE_WAREHOUSE_LOCK_WAIT", "600"), float)
             ),
+            timezone=_time_zone(env.get("USAGE_TIMEZONE", "").strip() or defaults.timezone),
+            smtp_url=env.get("USAGE_SMTP_URL", "").strip() or None,
+            smtp_from=env.get("USAGE_SMTP_FROM", "").strip() or None,
         )

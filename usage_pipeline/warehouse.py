@@ -22,6 +22,16 @@ LOCK_RETRY_CAP = 30.0  # seconds between two attempts at most
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.+?) \(PID (\d+)\)")
 
 
+def set_time_zone(conn: duckdb.DuckDBPyConnection, zone: str) -> None:
+    """Make ``conn`` take days and months of TIMESTAMPTZ values in ``zone`` (an IANA name, checked by Settings).
+
+    Casts to DATE, ``strftime``, ``date_trunc`` and the datetimes handed to Python all follow the session's time
+    zone, which DuckDB's ICU extension provides: it is built into the duckdb Python package, so this works offline.
+    """
+    conn.execute("LOAD icu")
+    conn.execute(f"SET TimeZone = '{zone}'")
+
+
 class WarehouseLocked(RuntimeError):
     """Another process kept the warehouse file locked longer than the wait allowed."""
 
@@ -36,6 +46,7 @@ class Warehouse(DuckDBResource):
     """
 
     lock_wait: float = 600.0
+    timezone: str = "UTC"  # days and months of TIMESTAMPTZ values are taken in this zone (USAGE_TIMEZONE)
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -49,9 +60,11 @@ class Warehouse(DuckDBResource):
         started, delay = time.monotonic(), 0.5
         while True:
             try:
-                return duckdb.connect(
+                conn = duckdb.connect(
                     self.database, config={"custom_user_agent": "usage_pipeline", **self.connection_config}
                 )
+                set_time_zone(conn, self.timezone)
+                return conn
             except duckdb.IOException as error:
                 holder = _LOCK_HOLDER.search(str(error))
                 if "lock" not in str(error).lower():

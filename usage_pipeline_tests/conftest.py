@@ -12,17 +12,23 @@ sample's JSON, for the tests about the sample itself.
 """
 
 import datetime as dt
+import email
+import email.policy
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
+from aiosmtpd.controller import Controller
 
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.world import generate_world
+from usage_pipeline.insights.digest.delivery import SmtpServer
 from usage_pipeline.settings import Settings
 
 SAMPLE_ENV = "USAGE_SAMPLE_PATH"
@@ -31,6 +37,7 @@ DEFAULT_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "
 SAMPLE_PATH = Path(os.environ.get(SAMPLE_ENV) or DEFAULT_SAMPLE).expanduser()
 UDATA_FIXTURE = "https://github.com/opendatateam/udata/blob/master/udata/fixtures/results.json"
 START_DATE = dt.date(2026, 11, 1)
+PARIS = ZoneInfo("Europe/Paris")  # the default USAGE_TIMEZONE: the days and months of the tables
 # The generated world as of the morning of the tests' first refresh date (2026-11-20): nothing in it is later.
 GENERATED_TODAY = dt.date(2026, 11, 20)
 GENERATED_SEED = 5  # 3 organizations x 5 datasets; every discussion status, reuses, datasets with several resources
@@ -246,3 +253,30 @@ def most_viewed(world: World, besides: Iterable[str] = ()) -> str:
 
 # For a test whose subject does not depend on the world: run it once, on the generated world.
 GENERATED_ONLY = pytest.mark.parametrize("world", [GENERATED_PARAM], indirect=True)
+
+
+class Inbox:
+    """A local SMTP server's mailbox: every message it accepted, with its envelope recipients."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
+        self.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[attr-defined]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpServer, Inbox]]:
+    """An SMTP server on 127.0.0.1 (aiosmtpd), and its inbox."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, False, None, None), inbox
+    finally:
+        controller.stop()

@@ -10,7 +10,7 @@ import pytest
 from usage_pipeline.definitions import defs
 from usage_pipeline.demo.portal_server import World
 from usage_pipeline.ingest.partitions import datasets_partitions
-from usage_pipeline.ingest.schedules import daily_refresh_schedule
+from usage_pipeline.ingest.schedules import build_daily_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.settings import Settings
@@ -31,7 +31,8 @@ def test_definitions_load_from_the_environment(tmp_path: Path, monkeypatch: pyte
     assert dimensions["dataset"] == datasets_partitions
     assert dimensions["date"].start.date() == dt.date(2026, 10, 1)
     assert definitions.resolve_job_def("daily_refresh") is not None
-    assert definitions.resolve_schedule_def("daily_refresh_schedule").cron_schedule == "30 7 * * *"
+    schedule = definitions.resolve_schedule_def("daily_refresh_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("30 7 * * *", "Europe/Paris")
 
 
 def test_schedule_requests_one_run_over_every_dataset_of_the_day() -> None:
@@ -40,6 +41,7 @@ def test_schedule_requests_one_run_over_every_dataset_of_the_day() -> None:
             instance=instance,
             scheduled_execution_time=dt.datetime(2026, 11, 21, 7, 30, tzinfo=ZoneInfo("Europe/Paris")),
         )
+        daily_refresh_schedule = build_daily_schedule("Europe/Paris")
         assert isinstance(daily_refresh_schedule(context), dg.SkipReason)
         instance.add_dynamic_partitions("datasets", ["aaa", "bbb", "ccc"])
         request = daily_refresh_schedule(context)

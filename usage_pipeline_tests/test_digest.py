@@ -14,8 +14,12 @@ from usage_pipeline.data_dir import DataDir
 from usage_pipeline.dates import month_key
 from usage_pipeline.ingest.partitions import day_range_tags
 from usage_pipeline.insights.digest import asset, figures, formatting, queries
+from usage_pipeline.insights.digest.delivery import SmtpServer
+from usage_pipeline.warehouse import set_time_zone
+from usage_pipeline_tests.conftest import Inbox
 
 REPORT_DATE = dt.date(2026, 11, 20)  # a Friday of ISO week 2026-W47
+PARIS = "Europe/Paris"
 PORTAL = "https://www.data.gouv.fr/fr"
 BUDGET_TITLE = "Budget <script>alert(1)</script> & comptes"
 
@@ -367,6 +371,7 @@ def published(tmp_path: Path) -> Path:
 
 def _context(published: Path, organization_id: str = "org-a") -> dict:
     with duckdb.connect(str(published), read_only=True) as conn:
+        set_time_zone(conn, PARIS)
         organization = next(org for org in queries.load_organizations(conn) if org.id == organization_id)
         return figures.build_context(queries.load_inputs(conn, organization, REPORT_DATE), REPORT_DATE)
 
@@ -411,7 +416,7 @@ class _Balance(HTMLParser):
 
 def test_files_per_organization_and_iso_week(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    paths = asset.write_digests(published, reports, REPORT_DATE)
+    paths = asset.write_digests(published, reports, REPORT_DATE, PARIS)
     assert {path.name for path in paths} == {
         "ville-de-test-2026-W47.html",
         "ville-de-test-2026-W47.md",
@@ -437,7 +442,7 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
     assert headline["open_questions"] == {"value": 2, "oldest_days": 50}
     assert context["as_of"] == REPORT_DATE
 
-    asset.write_digests(published, tmp_path / "reports", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "reports", REPORT_DATE, PARIS)
     markdown = (tmp_path / "reports" / "ville-de-test-2026-W47.md").read_text()
     assert "**Views, last 7 days:** 175, +70 (+67%) vs the 7 days before" in markdown
     html = (tmp_path / "reports" / "ville-de-test-2026-W47.html").read_text()
@@ -467,7 +472,7 @@ def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None
     assert top_views == [("ds-a1", 140, "+70 (+100%)"), ("ds-a2", 35, "no change")]
     assert [(row["dataset_id"], row["downloads"]) for row in context["top_downloads"]] == [("ds-a2", 28), ("ds-a1", 21)]
 
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     viewed = markdown.split("### Most viewed")[1].split("### Most downloaded")[0]
     first_row = next(line for line in viewed.splitlines() if line.startswith("| ["))
@@ -475,7 +480,7 @@ def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None
 
 
 def test_discussions_oldest_first_with_links(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = (tmp_path / "ville-de-test-2026-W47.html").read_text()
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for text in (html, markdown):
@@ -498,7 +503,7 @@ def test_new_reuses_only(published: Path, tmp_path: Path) -> None:
         ("r-new", ["Population"]),
         ("r-evil", [BUDGET_TITLE]),
     ]
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuses")
     assert f'<a href="{PORTAL}/reuses/new/">Carte de la population</a>' in html
     assert 'href="https://example.org/carte"' in html and "visualization" in html and "by Open Asso" in html
@@ -522,7 +527,7 @@ def test_themes_and_answers(published: Path, tmp_path: Path) -> None:
     assert (answers["opened"], answers["answered"], answers["share"]) == (8, 4, 0.5)
     assert answers["median_days"] == pytest.approx(2.75)  # 1.5 x2 and 4.0 x2
     assert answers["kpi_days"] == pytest.approx(2.75)
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     assert "| November 2026 | October 2026 |" in markdown
     assert re.search(r"\| \*\*freshness\*\*: .* \| 3 \| 0 \|", markdown)
@@ -531,7 +536,7 @@ def test_themes_and_answers(published: Path, tmp_path: Path) -> None:
 
 
 def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     for name in ("ville-de-test-2026-W47.html", "region-exemple-2026-W47.html"):
         html = (tmp_path / name).read_text()
         parser = _Balance()
@@ -553,7 +558,7 @@ def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_pat
 
 
 def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for chart in ("monthly", "daily"):
         path = tmp_path / f"ville-de-test-2026-W47-{chart}.svg"
@@ -570,15 +575,15 @@ def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> Non
 
 def test_a_second_run_replaces_the_files(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    first = asset.write_digests(published, reports, REPORT_DATE)
+    first = asset.write_digests(published, reports, REPORT_DATE, PARIS)
     before = {path.name: path.read_bytes() for path in reports.iterdir()}
-    second = asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1))  # same ISO week
+    second = asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1), PARIS)  # same ISO week
     assert [path.name for path in second] == [path.name for path in first]
     after = {path.name: path.read_bytes() for path in reports.iterdir()}
     assert sorted(after) == sorted(before)  # replaced, not duplicated; no temporary file left
     assert not [name for name in after if name.startswith(".") or name.endswith(".tmp")]
     assert after["ville-de-test-2026-W47.md"] != before["ville-de-test-2026-W47.md"]
-    assert asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1)) == second
+    assert asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1), PARIS) == second
     assert {path.name: path.read_bytes() for path in reports.iterdir()} == after  # same figures, same bytes
 
 
@@ -613,7 +618,10 @@ def test_pure_helpers() -> None:
         and figures.profile_url("https://p.fr", None, "x") is None
     )
     assert formatting.shorten("un  deux\ntrois quatre", 12) == "un deux…" and formatting.shorten(None, 5) == ""
-    assert figures.local_day(dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.UTC)) == dt.date(2026, 11, 21)
+    with duckdb.connect() as conn:  # write_digests reads timestamps in the reader's zone: local_day keeps their day
+        set_time_zone(conn, PARIS)
+        moment = conn.execute("SELECT TIMESTAMPTZ '2026-11-20 23:30:00+00'").fetchone()[0]
+    assert figures.local_day(moment) == dt.date(2026, 11, 21)
     assert figures.window_figure(None, 5, 0, 3) == {"before": None, "after": 5, "change": None}
     assert figures.window_figure(10, 15, 14, 14)["change"]["short"] == "+5 (+50%)"
     assert formatting.percent(0.755) == "76%" and formatting.percent(None) == "—"
@@ -631,12 +639,43 @@ def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
     result = dg.materialize(
         [digest_asset],
         tags=day_range_tags(["ds-a1"], REPORT_DATE),
-        resources={"data_dir": DataDir(path=str(tmp_path))},
-    )
+        resources={"data_dir": DataDir(path=str(tmp_path)), "reader": asset.ReaderLocale(timezone=PARIS),
+                   "mailer": asset.Mailer()},
+    )  # fmt: skip
     assert result.success
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["week"].value == "2026-W47"
     assert (published_dir / "reports" / "ville-de-test-2026-W47.html").exists()
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["skipped"].value == "no USAGE_SMTP_URL"
+
+
+def test_the_asset_emails_each_digest_once_a_week(
+    published: Path, tmp_path: Path, smtp: tuple[SmtpServer, Inbox]
+) -> None:
+    (tmp_path / "published").mkdir()
+    published.rename(tmp_path / "published" / "usage.duckdb")
+    data_dir = DataDir(path=str(tmp_path))
+    data_dir.recipients_file.write_text("organizations:\n  org-a: [cdo@ville.fr]\n  nobody-here: [x@y.fr]\n")
+    server, inbox = smtp
+    resources = {
+        "data_dir": data_dir,
+        "reader": asset.ReaderLocale(timezone=PARIS),
+        "mailer": asset.Mailer(smtp_url=f"smtp://{server.host}:{server.port}", sender="usage@ville.fr"),
+    }
+    page = tmp_path / "published" / "reports" / "ville-de-test-2026-W47.html"
+    pages = []
+    for day in (REPORT_DATE, REPORT_DATE + dt.timedelta(days=1)):  # two runs in the same ISO week
+        result = dg.materialize([asset.weekly_digest], tags=day_range_tags(["ds-a1"], day), resources=resources)
+        (check,) = result.get_asset_check_evaluations()
+        assert result.success and check.passed
+        pages.append(page.read_text())
+    ((to, message),) = inbox.messages
+    assert to == ["cdo@ville.fr"] and message["Subject"] == "Ville de Test: usage of your datasets, week 2026-W47"
+    html = message.get_body(("html",)).get_content().replace("\r\n", "\n")  # SMTP lines end in CRLF
+    assert html == pages[0] != pages[1]  # the week's first digest; the page is rewritten, not sent again
+    assert check.metadata["already_sent"].value == ["ville-de-test 2026-W47"]
+    assert check.metadata["without_recipient"].value == ["region-exemple"]
 
 
 def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
@@ -651,7 +690,7 @@ def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
     assert [(reuse["reuse_id"], reuse["removed_date"]) for reuse in problems["removed"]] == [
         ("r-gone", dt.date(2026, 11, 17))
     ]
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuse-links")
     assert f'<a href="{PORTAL}/reuses/old/">Ancienne</a>' in html and "news article" in html
     assert '<a class="url" href="https://example.org/old?a=1&amp;b=2">https://example.org/old?a=1&amp;b=2</a>' in html
@@ -691,7 +730,7 @@ def test_survey_results(published: Path, tmp_path: Path) -> None:
     ]
     assert not {"Trop tard", "Documentation des colonnes", "Besoin de la région"} & {need[0] for need in needs}
 
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "surveys")
     assert re.search(
         r">Population</a></td>\s*<td class=\"num\">11</td>\s*<td class=\"num\">4.0 / 5</td>\s*"
@@ -720,7 +759,7 @@ def test_community_events(published: Path, tmp_path: Path) -> None:
     assert population["views"] == {"before": None, "after": 60, "change": None}  # no snapshot before
     assert events[0]["rows"][0]["views"]["change"] is None  # 13 and 2 days observed: no change computed
 
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "events")
     assert html.index("Lettre d&#39;information") < html.index("Atelier &lt;données&gt; &amp; budget")
     assert "still counting: the 14 days from it end on 2 Dec 2026" in html
@@ -748,7 +787,7 @@ def test_people_to_talk_to(published: Path, tmp_path: Path) -> None:
     ]
     assert people[1]["people"][0]["url"] == "https://www.data.gouv.fr/users/bob%20martin%2Fx"
 
-    asset.write_digests(published, tmp_path, REPORT_DATE)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "people")
     assert '<a href="https://www.data.gouv.fr/organizations/open-asso">Open &lt;Asso&gt; &amp; co</a>' in html
     assert "<strong>Sans Profil</strong>" in html and "Quatrième" not in html and "Fantôme" not in html
@@ -766,7 +805,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
         for column in ("removed_date", "link_checked_at", "link_ok", "link_broken", "owner_name"):
             conn.execute(f"ALTER TABLE reporting.reuses DROP COLUMN {column}")
         conn.execute("ALTER TABLE reporting.discussions_awaiting_answer DROP COLUMN theme_needs_review")
-    asset.write_digests(published, tmp_path / "older", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "older", REPORT_DATE, PARIS)
     html = (tmp_path / "older" / "ville-de-test-2026-W47.html").read_text()
     for name in ("reuse-links", "surveys", "events", "people"):
         assert f'id="{name}"' not in html
@@ -801,7 +840,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             ("link_broken", "BOOLEAN"),
         ):
             conn.execute(f"ALTER TABLE reporting.reuses ADD COLUMN {column} {kind}")
-    asset.write_digests(published, tmp_path / "empty", REPORT_DATE)
+    asset.write_digests(published, tmp_path / "empty", REPORT_DATE, PARIS)
     html = (tmp_path / "empty" / "ville-de-test-2026-W47.html").read_text()
     for name in ("surveys", "events", "people"):
         assert f'id="{name}"' not in html

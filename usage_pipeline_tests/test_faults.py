@@ -138,7 +138,7 @@ def test_a_deleted_or_renamed_entry_never_costs_the_others_their_day(
         assert f"WARNING, a setting no longer resolves: organization '{deleted['slug']}': gone" in out
         assert f"dataset '{slug}': gone" in out
 
-        tick = evaluate(None, data_dir / "published", hook.url, 7)
+        tick = evaluate(None, data_dir / "published", hook.url, 7, "Europe/Paris")
         assert tick.cursor and len(hook.messages) == 1
         assert "Settings that no longer resolve" in hook.messages[0]["text"]
         assert f"`{deleted['slug']}`: gone" in hook.messages[0]["text"]

@@ -17,7 +17,7 @@ import pytest
 from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.settings import Settings
-from usage_pipeline_tests.conftest import SAMPLE_PATH, world_settings
+from usage_pipeline_tests.conftest import PARIS, SAMPLE_PATH, world_settings
 
 pytestmark = pytest.mark.sample
 
@@ -295,7 +295,7 @@ def test_backlog_lists_awaiting_discussions_oldest_first(two_days: TwoDays, fixt
     for row in rows.iter_rows(named=True):
         since = threads[row["discussion_id"]]["last_reuser_message"]
         assert row["waiting_since"] == since
-        assert row["waiting_days"] == (DAY_2 - since.astimezone(dt.UTC).date()).days
+        assert row["waiting_days"] == (DAY_2 - since.astimezone(PARIS).date()).days
         assert "discussion_id=" + row["discussion_id"] in row["url"]
         assert row["theme"] in {"accessibility", "freshness", "reliability", "usability", "other"}
 
@@ -310,7 +310,7 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: d
     got = {(row["dataset_id"], row["month"]): row for row in rows.iter_rows(named=True)}
     months: dict[tuple[str, str], list[dict]] = {}
     for thread in threads:
-        months.setdefault((thread["dataset_id"], f"{thread['created']:%Y-%m}"), []).append(thread)
+        months.setdefault((thread["dataset_id"], f"{thread['created'].astimezone(PARIS):%Y-%m}"), []).append(thread)
     for key, opened in months.items():
         days = sorted((t["first_answer"] - t["created"]).total_seconds() / 86400 for t in opened if t["first_answer"])
         row = got[key]
@@ -323,7 +323,7 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: d
             assert row["mean_days_to_first_answer_capped"] == pytest.approx(capped, abs=1e-4), key
         within = sum(d <= 7 for d in days) / len(opened)
         assert row["answered_within_7_days_share"] == pytest.approx(within, abs=1e-4), key
-    month_end = dt.datetime(2023, 12, 1, tzinfo=dt.UTC)
+    month_end = dt.datetime(2023, 12, 1, tzinfo=PARIS)
     backlog = published(
         two_days.settings,
         f"SELECT open_backlog_at_month_end FROM reporting.response_times "

@@ -38,6 +38,7 @@ from usage_pipeline.insights.themes import THEMES
 from usage_pipeline.settings import Settings
 from usage_pipeline.surveys.responses import SALT_ENV
 from usage_pipeline_tests.conftest import (
+    PARIS,
     discussion_status,
     generated_world,
     most_viewed,
@@ -369,7 +370,7 @@ def test_backlog_lists_awaiting_discussions_oldest_first(two_days: TwoDays) -> N
     for row, thread in zip(rows.iter_rows(named=True), awaiting, strict=True):
         assert row["dataset_id"] == thread["dataset_id"]
         assert row["waiting_since"] == thread["last_reuser_message"]
-        assert row["waiting_days"] == (DAY_2 - thread["last_reuser_message"].astimezone(dt.UTC).date()).days
+        assert row["waiting_days"] == (DAY_2 - thread["last_reuser_message"].astimezone(PARIS).date()).days
         assert "discussion_id=" + row["discussion_id"] in row["url"]
         assert row["theme"] in {"accessibility", "freshness", "reliability", "usability", "other"}
     assert rows.row(-1, named=True)["discussion_id"] == two_days.roles.new_discussion  # asked this morning
@@ -382,7 +383,7 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays) -> None:
     got = {(row["dataset_id"], row["month"]): row for row in rows.iter_rows(named=True)}
     months: dict[tuple[str, str], list[dict]] = {}
     for thread in all_threads:
-        months.setdefault((thread["dataset_id"], f"{thread['created']:%Y-%m}"), []).append(thread)
+        months.setdefault((thread["dataset_id"], f"{thread['created'].astimezone(PARIS):%Y-%m}"), []).append(thread)
     assert {key for key, row in got.items() if row["discussions_opened"]} == set(months)
     for key, opened in months.items():
         days = sorted((t["first_answer"] - t["created"]).total_seconds() / 86400 for t in opened if t["first_answer"])
@@ -399,8 +400,8 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays) -> None:
         within = sum(d <= 7 for d in days) / len(opened)
         assert row["answered_within_7_days_share"] == pytest.approx(within, abs=1e-4), key
     for (dataset_id, month), row in got.items():  # every month since the dataset's first discussion
-        start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
-        end = (start + dt.timedelta(days=32)).replace(day=1)
+        start = dt.datetime.strptime(month, "%Y-%m")
+        end = (start + dt.timedelta(days=32)).replace(day=1, tzinfo=PARIS)  # midnight in Paris
         backlog = sum(
             t["dataset_id"] == dataset_id
             and t["created"] < end
@@ -656,11 +657,11 @@ def test_event_impact(two_days: TwoDays) -> None:
             after["views"] - before["views"], after["resources_downloads"] - before["resources_downloads"], 1
         )  # fmt: skip
         assert (row["views_before"], row["days_observed_before"]) == (None, 0)
-        opened = [t["created"].date() for t in threads(two_days) if t["dataset_id"] == key]
+        opened = [t["created"].astimezone(PARIS).date() for t in threads(two_days) if t["dataset_id"] == key]
         assert row["discussions_after"] == sum(event_day <= day < window[1] for day in opened)
         assert row["discussions_before"] == sum(window[0] <= day < event_day for day in opened)
         reuses = {r["id"]: r for w in (day_1, world) for r in w.entries[key]["reuses"]}
-        published_on = [when(reuse["created_at"]).date() for reuse in reuses.values()]
+        published_on = [when(reuse["created_at"]).astimezone(PARIS).date() for reuse in reuses.values()]
         assert row["reuses_after"] == sum(event_day <= day < window[1] for day in published_on)
         assert row["reuses_before"] == sum(window[0] <= day < event_day for day in published_on)
     growing = impact.filter(pl.col("dataset_id") == two_days.roles.growing).row(0, named=True)

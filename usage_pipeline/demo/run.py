@@ -141,7 +141,7 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
             outcome = cli.refresh(settings, first_day + dt.timedelta(days=offset), instance)
             cli.print_summary(outcome, settings)
             # What the `discussion_alerts` sensor does under the Dagster daemon, once after each daily run.
-            tick = evaluate(cursor, paths.published, hook.url, settings.answer_sla_days)
+            tick = evaluate(cursor, paths.published, hook.url, settings.answer_sla_days, settings.timezone)
             cursor = tick.cursor if isinstance(tick, dg.SensorResult) else cursor
             alerts_seen = print_alerts(hook, alerts_seen)
             if offset < days - 1:

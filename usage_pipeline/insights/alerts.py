@@ -42,6 +42,7 @@ import httpx
 
 from usage_pipeline import __version__
 from usage_pipeline.data_dir import DataDir
+from usage_pipeline.warehouse import set_time_zone
 
 SENSOR_NAME = "discussion_alerts"
 PUBLISHED_FILE = "usage.duckdb"
@@ -359,10 +360,11 @@ order by kind, configured_as
 """
 
 
-def read_published(path: Path) -> tuple[list[Discussion], list[Awaiting], list[EntryAlert]]:
+def read_published(path: Path, timezone: str) -> tuple[list[Discussion], list[Awaiting], list[EntryAlert]]:
     """The discussions, the to-do list and the settings no longer resolving, from the published copy, read in
-    one short read-only connection."""
+    one short read-only connection (timestamps in ``timezone``, the days the messages name)."""
     with duckdb.connect(str(path), read_only=True) as conn:
+        set_time_zone(conn, timezone)
         tables = {
             row[0]
             for row in conn.execute(
@@ -392,6 +394,7 @@ def evaluate(
     published_dir: Path,
     webhook_url: str | None,
     sla_days: int,
+    timezone: str,
     log: dg.DagsterLogManager | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: read the published copy, post what is pending, return the next cursor and what happened."""
@@ -402,7 +405,7 @@ def evaluate(
     if not path.is_file():
         return dg.SkipReason(f"nothing published yet: {path} does not exist (the daily job writes it)")
     try:
-        discussions, awaiting, entries = read_published(path)
+        discussions, awaiting, entries = read_published(path, timezone)
     except duckdb.Error as error:
         return dg.SkipReason(f"cannot read the discussions from {path}: {error}")
     known = state if state is not None else baseline_state(discussions)
@@ -428,6 +431,7 @@ class DiscussionAlerts(dg.ConfigurableResource):
 
     webhook_url: str | None = None
     answer_sla_days: int = 7
+    timezone: str = "Europe/Paris"  # the days the messages name (USAGE_TIMEZONE)
 
 
 @dg.sensor(
@@ -444,4 +448,6 @@ def discussion_alerts(
     context: dg.SensorEvaluationContext, data_dir: DataDir, alerts: DiscussionAlerts
 ) -> dg.SensorResult | dg.SkipReason:
     """Every five minutes: webhook messages on new discussions and on answers overdue."""
-    return evaluate(context.cursor, data_dir.published, alerts.webhook_url, alerts.answer_sla_days, context.log)
+    return evaluate(
+        context.cursor, data_dir.published, alerts.webhook_url, alerts.answer_sla_days, alerts.timezone, context.log
+    )

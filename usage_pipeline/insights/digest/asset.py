@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -11,13 +12,23 @@ from usage_pipeline.data_dir import DataDir
 from usage_pipeline.files import write_atomically
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.insights.digest.charts import render_charts
+from usage_pipeline.insights.digest.delivery import (
+    SENT_FILE,
+    DeliveryError,
+    Digest,
+    SmtpServer,
+    deliver,
+    load_recipients,
+)
 from usage_pipeline.insights.digest.figures import Organization, build_context
 from usage_pipeline.insights.digest.formatting import week_label
 from usage_pipeline.insights.digest.queries import load_inputs, load_organizations
 from usage_pipeline.insights.digest.render import render_html, render_markdown
 from usage_pipeline.publish import PUBLISHED_KEY
+from usage_pipeline.warehouse import set_time_zone
 
 DIGEST_KEY = dg.AssetKey(["published", "weekly_digest"])
+DIGEST_EMAILED = "digest_emailed"
 
 
 def file_stem(organization: Organization, report_date: dt.date) -> str:
@@ -26,13 +37,28 @@ def file_stem(organization: Organization, report_date: dt.date) -> str:
     return f"{slug}-{week_label(report_date)}"
 
 
-def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date) -> list[Path]:
-    """Write every organization's digest for the ISO week of ``report_date``; returns the files written."""
+class Mailer(dg.ConfigurableResource):
+    """Where digests are e-mailed from: USAGE_SMTP_URL (none: no e-mail) and USAGE_SMTP_FROM."""
+
+    smtp_url: str | None = None
+    sender: str | None = None
+
+
+class ReaderLocale(dg.ConfigurableResource):
+    """How the producer's people read dates: the days and weeks of the digest are days in ``timezone``."""
+
+    timezone: str = "Europe/Paris"
+
+
+def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date, timezone: str) -> list[Path]:
+    """Write every organization's digest for the ISO week of ``report_date``, days taken in ``timezone``; returns
+    the files written."""
     if not published_db.exists():
         raise FileNotFoundError(f"no published database at {published_db}")
     reports_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     with duckdb.connect(str(published_db), read_only=True) as conn:
+        set_time_zone(conn, timezone)  # the timestamps the figures receive are in the reader's zone
         for organization in load_organizations(conn):
             context = build_context(load_inputs(conn, organization, report_date), report_date)
             stem = file_stem(organization, report_date)
@@ -46,11 +72,71 @@ def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date) -
     return written
 
 
+def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date) -> list[Digest]:
+    """The digest of every organization for the week of ``report_date``, as `write_digests` named its files."""
+    with duckdb.connect(str(published_db), read_only=True) as conn:
+        organizations = load_organizations(conn)
+    week = week_label(report_date)
+    return [
+        Digest(
+            organization_id=organization.id,
+            organization_slug=organization.slug,
+            week=week,
+            subject=f"{organization.name}: usage of your datasets, week {week}",
+            html=reports_dir / f"{file_stem(organization, report_date)}.html",
+            markdown=reports_dir / f"{file_stem(organization, report_date)}.md",
+        )
+        for organization in organizations
+    ]
+
+
+def email_digests(
+    context: dg.AssetExecutionContext, data_dir: DataDir, mailer: Mailer, report_date: dt.date
+) -> dg.AssetCheckResult:
+    """Send the week's digests to recipients.yaml's addresses; failures are warnings, retried by the next run."""
+    if not mailer.smtp_url:
+        return dg.AssetCheckResult(check_name=DIGEST_EMAILED, passed=True, metadata={"skipped": "no USAGE_SMTP_URL"})
+    try:
+        recipients = load_recipients(data_dir.recipients_file)
+        server = SmtpServer.from_url(mailer.smtp_url)
+    except DeliveryError as error:
+        context.log.warning(str(error))
+        return dg.AssetCheckResult(
+            check_name=DIGEST_EMAILED, passed=False, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"error": dg.MetadataValue.text(str(error))},
+        )  # fmt: skip
+    sender = mailer.sender or f"usage-pipeline@{server.host}"
+    digests = digests_written(data_dir.published_database, data_dir.reports_dir, report_date)
+    outcome = deliver(digests, recipients, server, sender, data_dir.reports_dir / SENT_FILE)
+    for line in outcome.sent:
+        context.log.info(f"digest e-mailed: {line}")
+    for line in outcome.failed:
+        context.log.warning(f"digest not e-mailed (tried again by the next run): {line}")
+    return dg.AssetCheckResult(
+        check_name=DIGEST_EMAILED,
+        passed=not outcome.failed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "sent": dg.MetadataValue.json(outcome.sent),
+            "already_sent": dg.MetadataValue.json(outcome.already_sent),
+            "without_recipient": dg.MetadataValue.json(outcome.without_recipient),
+            **({"problems": dg.MetadataValue.json(outcome.failed)} if outcome.failed else {}),
+        },
+    )
+
+
 @dg.asset(
     key=DIGEST_KEY,
     deps=[PUBLISHED_KEY],
     group_name="published",
     kinds={"python", "html"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DIGEST_EMAILED,
+            asset=DIGEST_KEY,
+            description="every digest with recipients (recipients.yaml) reached the SMTP server of USAGE_SMTP_URL",
+        )
+    ],
     description=(
         "A weekly digest per organization for the producer's team, readable without any tool: $USAGE_DATA_DIR/"
         "published/reports/<organization slug>-<ISO year>-W<week>.html (charts inline, no external asset, "
@@ -61,14 +147,16 @@ def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date) -
         "Rewritten by every run: the week's files show the latest figures."
     ),
 )
-def weekly_digest(context: dg.AssetExecutionContext, data_dir: DataDir) -> dg.MaterializeResult:
+def weekly_digest(
+    context: dg.AssetExecutionContext, data_dir: DataDir, reader: ReaderLocale, mailer: Mailer
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Every organization's digest for the ISO week of the run's date."""
     reports_dir = data_dir.reports_dir
     report_date = run_date(context.run.tags) or dt.date.today()
-    paths = write_digests(data_dir.published_database, reports_dir, report_date)
+    paths = write_digests(data_dir.published_database, reports_dir, report_date, reader.timezone)
     pages = [path for path in paths if path.suffix == ".html"]
     context.log.info(f"{len(pages)} digests for {week_label(report_date)} written to {reports_dir}")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "report_date": report_date.isoformat(),
             "week": week_label(report_date),
@@ -77,3 +165,4 @@ def weekly_digest(context: dg.AssetExecutionContext, data_dir: DataDir) -> dg.Ma
             "path": dg.MetadataValue.path(str(reports_dir)),
         }
     )
+    yield email_digests(context, data_dir, mailer, report_date)

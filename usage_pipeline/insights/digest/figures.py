@@ -7,10 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo
 
 from usage_pipeline.dates import month_key
-from usage_pipeline.ingest.schedules import TIMEZONE
 from usage_pipeline.insights.digest.formatting import safe_url, shorten, week_label
 
 WEEK = 7
@@ -25,7 +23,6 @@ NEEDS_CHARACTERS = 280  # a longer needs text is shortened
 PEOPLE_DATASETS = 3  # most viewed datasets whose reusers are suggested for an interview
 PEOPLE_PER_DATASET = 3
 DEFAULT_PORTAL = "https://www.data.gouv.fr"
-LOCAL_TIME = ZoneInfo(TIMEZONE)  # the days of the digest are days in Paris
 
 Row = dict[str, Any]
 THEME_HINTS = {  # what each discussion theme covers, in the reader's words
@@ -279,10 +276,8 @@ def answer_summary(rows: Iterable[Row], report_date: dt.date) -> Row:
 
 
 def local_day(value: dt.date | dt.datetime | None) -> dt.date | None:
-    """The day of ``value`` in Paris (a date is kept as it is)."""
-    if isinstance(value, dt.datetime):
-        return (value.astimezone(LOCAL_TIME) if value.tzinfo else value).date()
-    return value
+    """The day of ``value`` in the reader's zone: `write_digests` reads timestamps in it (a date is kept as is)."""
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def portal_base(page_url: str | None) -> str:

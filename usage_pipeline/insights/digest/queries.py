@@ -17,7 +17,6 @@ from usage_pipeline.insights.digest.figures import (
     ANSWER_MONTHS,
     DAILY_CHART_DAYS,
     EVENT_DAYS,
-    LOCAL_TIME,
     MONTHLY_CHART_MONTHS,
     PEOPLE_PER_DATASET,
     SURVEY_NEEDS,
@@ -187,20 +186,18 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
             [key],
         )
     if inputs.surveys and _has(tables, "survey_responses", _OPTIONAL["survey_responses"]):
-        # The week's days in Paris, as instants: the same answers whatever the session's time zone.
-        since = dt.datetime.combine(week_start, dt.time(), LOCAL_TIME)
-        until = dt.datetime.combine(report_date + dt.timedelta(days=1), dt.time(), LOCAL_TIME)
         needs = _rows(
             conn,
             f"""
             select {", ".join(_OPTIONAL["survey_responses"])}, count(*) over () as total
             from reporting.survey_responses
-            where dataset_id in ({_ORG_DATASETS}) and submitted_at >= ? and submitted_at < ?
+            where dataset_id in ({_ORG_DATASETS})
+                and submitted_at >= ?::date::timestamptz and submitted_at < ?::date::timestamptz  -- reader's days
                 and nullif(trim(needs), '') is not null
             order by submitted_at desc, dataset_id
             limit {SURVEY_NEEDS}
             """,
-            [key, since, until],
+            [key, week_start, report_date + dt.timedelta(days=1)],
         )
         inputs.survey_needs, inputs.survey_needs_total = needs, needs[0]["total"] if needs else 0
     if _has(tables, "event_impact", _OPTIONAL["event_impact"]):
