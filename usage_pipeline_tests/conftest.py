@@ -12,20 +12,17 @@ sample's JSON, for the tests about the sample itself.
 """
 
 import datetime as dt
-import email
-import email.policy
 import json
 import os
-import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import pytest
-from aiosmtpd.controller import Controller
 
 from usage_pipeline import cli
+from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.world import generate_world
 from usage_pipeline.insights.digest.delivery import SmtpServer
@@ -255,28 +252,8 @@ def most_viewed(world: World, besides: Iterable[str] = ()) -> str:
 GENERATED_ONLY = pytest.mark.parametrize("world", [GENERATED_PARAM], indirect=True)
 
 
-class Inbox:
-    """A local SMTP server's mailbox: every message it accepted, with its envelope recipients."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)  # type: ignore[attr-defined]
-        self.messages.append((list(envelope.rcpt_tos), message))  # type: ignore[attr-defined]
-        return "250 OK"
-
-
 @pytest.fixture
-def smtp() -> Iterator[tuple[SmtpServer, Inbox]]:
-    """An SMTP server on 127.0.0.1 (aiosmtpd), and its inbox."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer("127.0.0.1", port, False, None, None), inbox
-    finally:
-        controller.stop()
+def smtp() -> Iterator[tuple[SmtpServer, MailCatcher]]:
+    """An SMTP server on 127.0.0.1 (aiosmtpd), and what it received."""
+    with MailCatcher() as mail:
+        yield SmtpServer("127.0.0.1", mail.port, False, None, None), mail

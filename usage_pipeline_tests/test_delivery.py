@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.insights.digest.delivery import (
     DeliveryError,
     Digest,
@@ -12,7 +13,6 @@ from usage_pipeline.insights.digest.delivery import (
     deliver,
     load_recipients,
 )
-from usage_pipeline_tests.conftest import Inbox
 
 
 def digests(tmp_path: Path) -> list[Digest]:
@@ -26,7 +26,7 @@ def digests(tmp_path: Path) -> list[Digest]:
 
 
 def test_one_message_per_organization_and_week_even_when_run_again(
-    tmp_path: Path, smtp: tuple[SmtpServer, Inbox]
+    tmp_path: Path, smtp: tuple[SmtpServer, MailCatcher]
 ) -> None:
     server, inbox = smtp
     recipients = {"ville-de-test": ["cdo@ville.fr", "data@ville.fr"]}
@@ -44,7 +44,7 @@ def test_one_message_per_organization_and_week_even_when_run_again(
     assert len(inbox.messages) == 1
 
 
-def test_an_unreachable_server_is_retried_by_the_next_run(tmp_path: Path, smtp: tuple[SmtpServer, Inbox]) -> None:
+def test_an_unreachable_server_is_retried_by_the_next_run(tmp_path: Path, smtp: tuple[SmtpServer, MailCatcher]) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]

@@ -1,6 +1,7 @@
 """`usage-pipeline demo` as a newcomer runs it: from any folder, with a relative --data-dir, offline."""
 
 import csv
+import datetime as dt
 from pathlib import Path
 
 import duckdb
@@ -13,7 +14,7 @@ from usage_pipeline.demo.producer_files import SURVEY_FILE
 def test_demo_with_a_relative_data_dir_publishes_every_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    for name in ("DAGSTER_HOME", "USAGE_DATA_DIR", "USAGE_PSEUDONYM_SALT", "DEMO_ODS_KEY"):
+    for name in ("DAGSTER_HOME", "USAGE_DATA_DIR", "USAGE_PSEUDONYM_SALT", "DEMO_ODS_KEY", "USAGE_SMTP_URL"):
         monkeypatch.delenv(name, raising=False)  # restored after the test: the demo sets some of them
     monkeypatch.chdir(tmp_path)
 
@@ -40,5 +41,10 @@ def test_demo_with_a_relative_data_dir_publishes_every_table(
     assert list((root / "published" / "reports").glob("*.html"))
     assert (root / "published" / "quality" / "index.html").is_file()
     assert "alert posted to the webhook" in out
+    today = dt.date.today()
+    weeks = {day.isocalendar()[:2] for day in (today - dt.timedelta(days=1), today)}
+    sent = sorted((root / "outbox").glob("*.eml"))
+    assert len(sent) == 2 * len(weeks), "one digest e-mail per organization and ISO week"
+    assert f"Digest e-mails received by the local SMTP server: {len(sent)}" in out
     assert "Questions waiting for an answer" in out and "most viewed datasets" in out
     assert "usage-pipeline show discussions_awaiting_answer --data-dir somewhere/demo" in out

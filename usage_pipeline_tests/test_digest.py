@@ -12,11 +12,11 @@ import pytest
 
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.dates import month_key
+from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.ingest.partitions import day_range_tags
 from usage_pipeline.insights.digest import asset, figures, formatting, queries
 from usage_pipeline.insights.digest.delivery import SmtpServer
 from usage_pipeline.warehouse import set_time_zone
-from usage_pipeline_tests.conftest import Inbox
 
 REPORT_DATE = dt.date(2026, 11, 20)  # a Friday of ISO week 2026-W47
 PARIS = "Europe/Paris"
@@ -651,7 +651,7 @@ def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
 
 
 def test_the_asset_emails_each_digest_once_a_week(
-    published: Path, tmp_path: Path, smtp: tuple[SmtpServer, Inbox]
+    published: Path, tmp_path: Path, smtp: tuple[SmtpServer, MailCatcher]
 ) -> None:
     (tmp_path / "published").mkdir()
     published.rename(tmp_path / "published" / "usage.duckdb")

@@ -1,5 +1,5 @@
-"""The files a producer keeps in its data folder, written for the demo: a community event, a reuser survey and a
-theme correction."""
+"""The files a producer keeps in its data folder, written for the demo: a community event, a reuser survey, a
+theme correction and the digest's recipients."""
 
 import csv
 import datetime as dt
@@ -55,6 +55,14 @@ def write_theme_corrections(data_dir: DataDir, world: World) -> None:
         for discussion in world.entries[key]["discussions"]
     )
     data_dir.theme_corrections_file.write_text(f"discussion_id,theme\n{discussion['id']},usability\n", encoding="utf-8")
+
+
+def write_recipients(data_dir: DataDir, organizations: tuple[str, ...]) -> None:
+    """recipients.yaml: each organization's weekly digest to one address of its own."""
+    lines = "".join(f"  {slug}: [donnees@{slug}.example.fr]\n" for slug in organizations)
+    data_dir.recipients_file.write_text(
+        f"# Written by `usage-pipeline demo`.\norganizations:\n{lines}", encoding="utf-8"
+    )
 
 
 def write_survey(data_dir: DataDir, world: World, first_day: dt.date, *, seed: int) -> None:

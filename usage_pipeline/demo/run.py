@@ -18,13 +18,14 @@ import duckdb
 from usage_pipeline import cli
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.demo.ckan_server import CkanServer, CkanWorld, generate_ckan_world
+from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.demo.ods_server import DEMO_ANALYTICS_KEY, OdsServer, OdsWorld, generate_ods_world
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline.demo.producer_files import write_events, write_survey, write_theme_corrections
+from usage_pipeline.demo.producer_files import write_events, write_recipients, write_survey, write_theme_corrections
 from usage_pipeline.demo.webhook_server import WebhookReceiver
 from usage_pipeline.demo.world import add_news, advance_day, generate_world
 from usage_pipeline.insights.alerts import evaluate
-from usage_pipeline.settings import Settings
+from usage_pipeline.settings import Settings, absolute
 from usage_pipeline.surveys.responses import SALT_ENV
 
 ODS_DOMAIN = "data.exemple-metropole.fr"
@@ -117,8 +118,11 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         ods_server = servers.enter_context(OdsServer(ods))
         ckan_server = servers.enter_context(CkanServer(ckan))
         hook = servers.enter_context(WebhookReceiver())
+        mail = servers.enter_context(MailCatcher(absolute(data_dir) / "outbox"))
         print(f"demo portal (udata API v1 + metrics API) on {server.url}, organizations: {', '.join(organizations)}")
         print(f"own portals: Opendatasoft on {ods_server.url}, CKAN on {ckan_server.url}; alert webhook on {hook.url}")
+        print(f"SMTP server for the digest e-mails on {mail.url}")
+        os.environ["USAGE_SMTP_URL"] = mail.url  # the resource reads it from the environment, as in production
         host_reuse_sites(world, server.url)
         settings = Settings(
             portal_url=server.url,
@@ -127,12 +131,15 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
             data_dir=data_dir,
             start_date=first_day - dt.timedelta(days=7),
             alert_webhook_url=hook.url,
+            smtp_url=mail.url,
+            smtp_from="usage-pipeline@demo.example.fr",
         )
         paths = settings.paths
         write_portals_yaml(paths, ods_server.url, ckan_server.url)
         write_events(paths, world, first_day)
         write_survey(paths, world, first_day, seed=seed)
         write_theme_corrections(paths, world)
+        write_recipients(paths, organizations)
         os.environ.setdefault(ODS_KEY_VARIABLE, DEMO_ANALYTICS_KEY)
         os.environ.setdefault(SALT_ENV, DEMO_PSEUDONYM_SALT)
         instance = cli.dagster_instance(settings)
@@ -153,6 +160,9 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
                 for tracking in ckan.tracking.values():
                     tracking["total"] += 3 + offset  # a few page views a day on the CKAN portal
     print_highlights(paths.published_database)
+    print(f"\nDigest e-mails received by the local SMTP server: {len(mail.messages)}, in {mail.outbox}/")
+    for to, message in mail.messages:
+        print(f"  to {', '.join(to)}: {message['Subject']}")
     relative = os.path.relpath(paths.root)
     print(
         f"\nDone. Everything is in {paths.root}:\n"
