@@ -9,6 +9,8 @@ link breaks) and a webhook that receives the discussion alerts: every published 
 
 import datetime as dt
 import os
+import shutil
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -103,6 +105,12 @@ def print_highlights(database: Path) -> None:
         print(f"  {views:>6} views  {downloads:>6} downloads  {title}")
 
 
+def command(name: str) -> str:
+    """How to call a command of this environment from here (``.venv/bin/usage-pipeline`` when not activated)."""
+    installed = Path(sys.executable).with_name(name)
+    return os.path.relpath(installed) if installed.exists() and shutil.which(name) != str(installed) else name
+
+
 def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
     """Generate the portals and the producer's files, refresh once a day for ``days`` days ending today, and show
     what came out: the alerts posted, the questions waiting, the top datasets, where every file is."""
@@ -170,9 +178,9 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         f"  {paths.parquet_dir}/*.parquet  (the same tables)\n"
         f"  {paths.reports_dir}/*.html  (weekly digests)   {paths.quality_docs}/index.html  (quality checks)\n"
         f"Look at the tables without another tool:\n"
-        f"  usage-pipeline tables --data-dir {relative}\n"
-        f"  usage-pipeline show discussions_awaiting_answer --data-dir {relative}\n"
+        f"  {command('usage-pipeline')} tables --data-dir {relative}\n"
+        f"  {command('usage-pipeline')} show discussions_awaiting_answer --data-dir {relative}\n"
         f"The runs and assets in the Dagster UI:\n"
         f"  DAGSTER_HOME={paths.dagster_home} USAGE_DATA_DIR={paths.root} "
-        f"USAGE_START_DATE={settings.start_date} dagster dev -w workspace.yaml"
+        f"USAGE_START_DATE={settings.start_date} {command('dagster')} dev -w workspace.yaml"
     )
