@@ -1,9 +1,10 @@
 """The weekly digest by e-mail: recipients.yaml, the SMTP server of USAGE_SMTP_URL, one message per organization and
 ISO week.
 
-A message is recorded in ``published/reports/sent.json`` once the server accepted it, so a rerun or a restart never
-sends it twice; a failure is retried by the next run. The HTML part is the digest page itself (its charts are
-inline SVG, no external asset), the plain-text part its Markdown.
+A message is recorded in ``published/reports/sent.json`` as soon as the server accepted it, so a rerun or a restart
+does not send it again (only a crash in the instant between the two would); a failure is retried by the next run.
+The HTML part is the digest page itself (its charts are inline SVG, no external asset), the plain-text part its
+Markdown.
 """
 
 import json
