@@ -22,7 +22,6 @@ class TrainThemesError(ValueError):
 
 @dataclass(frozen=True)
 class Retraining:
-    corrections: int
     before: theme_model.CrossValidation  # the shipped model's settings, trained without the corrections
     after: theme_model.CrossValidation  # trained with them
     kept: bool  # the retrained model was saved
@@ -62,4 +61,4 @@ def train_themes(paths: DataDir, log: Callable[[str], None] = print, repeats: in
         log(f"retrained model saved in {paths.theme_model_dir}: the next run classifies with it")
     else:
         log("the retrained model scores lower: nothing written, the model in use stays")
-    return Retraining(len(threads), before, after, kept)
+    return Retraining(before, after, kept)

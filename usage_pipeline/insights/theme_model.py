@@ -102,15 +102,20 @@ def stem_tokens(text: str) -> list[str]:
     return [_word_key(word) for word in _WORD.findall(text)]
 
 
-@lru_cache(maxsize=4096)
-def _lexicon_row(title: str, messages: tuple[str, ...]) -> tuple[float, ...]:
-    scores = themes.classify(title, messages).scores
-    return tuple(max(scores[theme], 0.0) for theme in THEMES)
+@lru_cache(maxsize=50_000)
+def _lexicon_verdict(title: str, messages: tuple[str, ...]) -> themes.ThemeVerdict:
+    return themes.classify(title, messages)
+
+
+def lexicon_verdict(thread: Thread) -> themes.ThemeVerdict:
+    """The lexicon's verdict on the thread as the model sees it (cut parts), computed once for the features and
+    for the evidence shown beside the model's theme."""
+    return _lexicon_verdict(*_parts(thread))
 
 
 def lexicon_scores(threads: Sequence[Thread]) -> np.ndarray:
     """The lexicon's five scores per thread, as ``log1p(score) * LEXICON_WEIGHT``."""
-    rows = [_lexicon_row(*_parts(thread)) for thread in threads]
+    rows = [[max(lexicon_verdict(thread).scores[theme], 0.0) for theme in THEMES] for thread in threads]
     return np.log1p(np.array(rows, dtype=np.float64).reshape(-1, len(THEMES))) * LEXICON_WEIGHT
 
 

@@ -50,11 +50,14 @@ def load_classifier(data_dir: DataDir) -> "ThemeModel | None":
 
 def verdicts(threads: Sequence[Thread], classifier: "ThemeModel | None") -> list[Verdict]:
     """The classifier's verdict on each thread, or the lexicon's without a classifier."""
-    lexicon = [classify(title, list(messages)) for title, messages in threads]
     if classifier is None or not threads:
+        lexicon = [classify(title, list(messages)) for title, messages in threads]
         return [Verdict(v.theme, LEXICON, None, False, tuple(v.evidence), None) for v in lexicon]
+    from usage_pipeline.insights.theme_model import lexicon_verdict  # the model's features computed them: cached
+
     result = []
-    for word_verdict, probabilities in zip(lexicon, classifier.probabilities(threads), strict=True):
+    for thread, probabilities in zip(threads, classifier.probabilities(threads), strict=True):
+        word_verdict = lexicon_verdict(thread)
         theme, confidence = THEMES[int(probabilities.argmax())], float(probabilities.max())
         by_theme = {name: round(float(p), 4) for name, p in zip(THEMES, probabilities, strict=True)}
         evidence = tuple(word_verdict.evidence) if word_verdict.theme == theme else ()

@@ -77,17 +77,13 @@ def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date)
     with duckdb.connect(str(published_db), read_only=True) as conn:
         organizations = load_organizations(conn)
     week = week_label(report_date)
-    return [
-        Digest(
-            organization_id=organization.id,
-            organization_slug=organization.slug,
-            week=week,
-            subject=f"{organization.name}: usage of your datasets, week {week}",
-            html=reports_dir / f"{file_stem(organization, report_date)}.html",
-            markdown=reports_dir / f"{file_stem(organization, report_date)}.md",
-        )
-        for organization in organizations
-    ]
+    digests = []
+    for organization in organizations:
+        stem = file_stem(organization, report_date)
+        subject = f"{organization.name}: usage of your datasets, week {week}"
+        html, markdown = reports_dir / f"{stem}.html", reports_dir / f"{stem}.md"
+        digests.append(Digest(organization.id, organization.slug, week, subject, html, markdown))
+    return digests
 
 
 def email_digests(
