@@ -14,8 +14,9 @@ from usage_pipeline.ingest.reuse_link_checks import ReuseLinkChecker, reuse_link
 from usage_pipeline.ingest.schedules import DAILY_JOB_NAME, build_daily_schedule
 from usage_pipeline.ingest.sensors import dataset_discovery_sensor
 from usage_pipeline.ingest.theme_corrections import theme_corrections
-from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts
-from usage_pipeline.insights.digest.asset import Mailer, ReaderLocale, weekly_digest
+from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts, discussion_alerts_email
+from usage_pipeline.insights.digest.asset import ReaderLocale, weekly_digest
+from usage_pipeline.insights.digest.delivery import Mailer
 from usage_pipeline.model_catalog import all_models
 from usage_pipeline.models import build_transform_asset
 from usage_pipeline.own_portals.assets import own_portal_snapshot
@@ -41,7 +42,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "warehouse": Warehouse(
             database=str(settings.paths.warehouse), lock_wait=settings.warehouse_lock_wait, timezone=settings.timezone
         ),
-        "reader": ReaderLocale(timezone=settings.timezone),
+        "locale": ReaderLocale(language=settings.language, timezone=settings.timezone),
         # The URL may hold a password: read from the environment, the UI shows the variable's name, not its value.
         "mailer": Mailer(
             smtp_url=dg.EnvVar("USAGE_SMTP_URL") if settings.smtp_url else None, sender=settings.smtp_from
@@ -52,6 +53,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             webhook_url=settings.alert_webhook_url,
             answer_sla_days=settings.answer_sla_days,
             timezone=settings.timezone,
+            language=settings.language,
         ),
     }
 
@@ -93,7 +95,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         asset_checks=[freshness],
         jobs=[daily_job, survey_job],
         schedules=[build_daily_schedule(settings.timezone), freshness_schedule],
-        sensors=[dataset_discovery_sensor, discussion_alerts, survey_files],
+        sensors=[dataset_discovery_sensor, discussion_alerts, discussion_alerts_email, survey_files],
         resources=build_resources(settings),
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from usage_pipeline.data_dir import DataDir
+from usage_pipeline.insights.language import DEFAULT_LANGUAGE, LanguageError, check_language
 
 
 class SettingsError(ValueError):
@@ -62,6 +63,14 @@ def _time_zone(value: str) -> str:
     return value
 
 
+def _language(value: str) -> str:
+    """A language the digest and alerts can be written in (USAGE_LANGUAGE)."""
+    try:
+        return check_language(value)
+    except LanguageError as error:
+        raise SettingsError(str(error)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -82,6 +91,7 @@ class Settings:
     link_checks: bool = True
     warehouse_lock_wait: float = 600.0
     timezone: str = "Europe/Paris"
+    language: str = DEFAULT_LANGUAGE
     smtp_url: str | None = field(default=None, repr=False)  # may hold a password
     smtp_from: str | None = None
 
@@ -129,6 +139,7 @@ class Settings:
                 _positive_number("USAGE_WAREHOUSE_LOCK_WAIT", env.get("USAGE_WAREHOUSE_LOCK_WAIT", "600"), float)
             ),
             timezone=_time_zone(env.get("USAGE_TIMEZONE", "").strip() or defaults.timezone),
+            language=_language(env.get("USAGE_LANGUAGE", "").strip().lower() or defaults.language),
             smtp_url=env.get("USAGE_SMTP_URL", "").strip() or None,
             smtp_from=env.get("USAGE_SMTP_FROM", "").strip() or None,
         )

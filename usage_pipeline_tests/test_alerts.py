@@ -29,8 +29,10 @@ from usage_pipeline.insights.alerts import (
     pending_entry_alerts,
     post,
 )
+from usage_pipeline.insights.language import reader
 
 SLA_DAYS = 7
+EN = reader("en")  # these tests read English messages; test_language.py reads the French ones
 SECRET = "hooks/s3cr3t-token"
 PORTAL = "https://www.data.gouv.fr/datasets"
 
@@ -177,7 +179,7 @@ def alert_resources(published_dir: Path, webhook_url: str | None) -> dict:
     """The sensor's resources: the data folder holding ``published_dir``, and the webhook."""
     return {
         "data_dir": DataDir(path=str(published_dir.parent)),
-        "alerts": DiscussionAlerts(webhook_url=webhook_url, answer_sla_days=SLA_DAYS),
+        "alerts": DiscussionAlerts(webhook_url=webhook_url, answer_sla_days=SLA_DAYS, language="en"),
     }
 
 
@@ -225,7 +227,7 @@ def test_baseline_then_new_then_sla_then_restart(
     text = receiver.texts[1]
     assert "1 new" in text and "over" not in text.split("\n")[0]
     assert f"[Colonne vide dans le CSV]({url_of('d3')})" in text
-    assert "Baromètre des résultats" in text and "Ada Lovelace" in text and "reliability" in text
+    assert "Baromètre des résultats" in text and "Ada Lovelace" in text and "theme: Reliability" in text
     assert "Fichier introuvable" not in text and "Mise à jour" not in text
     assert json.loads(cursor) == {"v": 1, "new": ["d1", "d2", "d3"], "sla": ["d1"], "entries": []}
 
@@ -237,7 +239,7 @@ def test_baseline_then_new_then_sla_then_restart(
     cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 3
     text = receiver.texts[2]
-    assert "Mise à jour" in text and f"**{SLA_DAYS + 1} days**" in text and "freshness" in text
+    assert "Mise à jour" in text and f"**{SLA_DAYS + 1} days**" in text and "theme: Freshness" in text
     assert "Fichier introuvable" not in text and "Colonne vide" not in text
     cursor, _ = tick(resources, cursor, dagster_instance)
     assert len(receiver.bodies) == 3, "the SLA alert is not repeated"
@@ -367,8 +369,8 @@ def test_settings_no_longer_resolving_are_told_once_per_status() -> None:
     assert pending_entry_alerts([gone, renamed], state) == []
     deleted = EntryAlert("dataset", "old-slug", "gone", "answers 410")
     assert pending_entry_alerts([gone, deleted], state) == [deleted], "a new status is told again"
-    text = format_message([], 7, first)
-    assert text.splitlines()[0].endswith("2 setting(s) no longer resolving")
+    text = format_message([], 7, first, EN)
+    assert text.splitlines()[0].endswith("2 settings no longer resolving")
     assert "- organization `ville-de-test`: gone (https://p/api/1/organizations/ville-de-test/ answers 410)" in text
 
 
@@ -378,7 +380,7 @@ def test_message_is_capped_grouped_and_safe() -> None:
         "h", title="@channel [urgent] <!here> fix", asker="@all", dataset_title="A & B", status="answered"
     )
     alerts = pending_alerts([hostile], overdue, CursorState(new=frozenset(row.discussion_id for row in overdue)), 7)
-    text = format_message(alerts, 7)
+    text = format_message(alerts, 7, words=EN)
     lines = text.split("\n")
     assert lines[0] == "**Discussions on your data.gouv.fr datasets**: 1 new, 25 waiting for an answer for over 7 days"
     overdue_lines = [line for line in lines if line.startswith("- **")]
@@ -412,5 +414,6 @@ def test_post_reports_errors_without_raising() -> None:
 
 def test_alert_is_a_plain_value() -> None:
     alert = Alert("new", "d", "t", None, None, None, None, None, None)
-    assert format_message([alert], 7).endswith("- t on “unknown dataset”, asked by an anonymous user on unknown date "
-                                                "· theme: other · awaiting your answer")  # fmt: skip
+    assert format_message([alert], 7, words=EN).endswith(
+        "- t on “unknown dataset”, asked by an anonymous user on unknown date · theme: Other · awaiting your answer"
+    )

@@ -2,13 +2,14 @@
 
 import csv
 import datetime as dt
+import email
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from usage_pipeline import cli
-from usage_pipeline.demo.producer_files import SURVEY_FILE
+from usage_pipeline.demo.producer_files import ALERTS_ADDRESS, SURVEY_FILE
 
 
 def test_demo_with_a_relative_data_dir_publishes_every_table(
@@ -43,8 +44,12 @@ def test_demo_with_a_relative_data_dir_publishes_every_table(
     assert "alert posted to the webhook" in out
     today = dt.date.today()
     weeks = {day.isocalendar()[:2] for day in (today - dt.timedelta(days=1), today)}
-    sent = sorted((root / "outbox").glob("*.eml"))
-    assert len(sent) == 2 * len(weeks), "one digest e-mail per organization and ISO week"
-    assert f"Digest e-mails received by the local SMTP server: {len(sent)}" in out
+    sent = [email.message_from_bytes(path.read_bytes()) for path in sorted((root / "outbox").glob("*.eml"))]
+    digests = [message for message in sent if message["To"] != ALERTS_ADDRESS]
+    alerts = [message for message in sent if message["To"] == ALERTS_ADDRESS]
+    assert len(digests) == 2 * len(weeks), "one digest e-mail per organization and ISO week"
+    assert alerts and all(message.get_content_type() == "text/plain" for message in alerts)
+    assert f": {len(digests)} digests (one per organization and ISO week) and {len(alerts)} discussion alerts" in out
+    assert "usage de vos jeux de données, semaine" in out, "the digests' subjects, in French by default"
     assert "Questions waiting for an answer" in out and "most viewed datasets" in out
     assert "usage-pipeline show discussions_awaiting_answer --data-dir somewhere/demo" in out

@@ -16,10 +16,12 @@ from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.ingest.partitions import day_range_tags
 from usage_pipeline.insights.digest import asset, figures, formatting, queries
 from usage_pipeline.insights.digest.delivery import SmtpServer
+from usage_pipeline.insights.language import reader
 from usage_pipeline.warehouse import set_time_zone
 
 REPORT_DATE = dt.date(2026, 11, 20)  # a Friday of ISO week 2026-W47
 PARIS = "Europe/Paris"
+EN = reader("en")  # these tests read the English digest; test_language.py reads the French one
 PORTAL = "https://www.data.gouv.fr/fr"
 BUDGET_TITLE = "Budget <script>alert(1)</script> & comptes"
 
@@ -229,23 +231,22 @@ def _event_table(conn: duckdb.DuckDBPyConnection) -> None:
 def _candidate_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(
         "CREATE TABLE reporting.interview_candidates (dataset_id VARCHAR, rank BIGINT, reuser_type VARCHAR,"
-        " reuser_id VARCHAR, name VARCHAR, slug VARCHAR, dataset_score DOUBLE, why VARCHAR)"
+        " reuser_id VARCHAR, name VARCHAR, slug VARCHAR, dataset_score DOUBLE, reuses_published BIGINT,"
+        " reuse_types VARCHAR, discussions_opened BIGINT, replies_posted BIGINT, last_activity_at TIMESTAMPTZ)"
     )
     conn.executemany(
-        "INSERT INTO reporting.interview_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO reporting.interview_candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            ("ds-a2", 1, "user", "u-bob", "Bob Martin", "bob martin/x", 5.0,
-             "opened 1 discussion(s); last active 2026-11-15"),
-            ("ds-a1", 1, "user", "u-alice", "Alice Durand", "alice-durand", 11.0,
-             "published 1 reuse(s) (application); opened 1 discussion(s); last active 2026-11-18"),
-            ("ds-a1", 2, "organization", "o-asso", "Open <Asso> & co", "open-asso", 8.0,
-             "published 1 reuse(s) (visualization); last active 2026-11-17"),
-            ("ds-a1", 3, "user", "u-anon", "Sans Profil", None, 3.0, "posted 1 reply; last active 2026-06-01"),
-            ("ds-a1", 4, "user", "u-fourth", "Quatrième", "quatrieme", 2.0, "posted 1 reply; last active 2026-05-01"),
-            ("ds-a3", 1, "user", "u-ghost", "Fantôme", "fantome", 9.0,
-             "opened 3 discussion(s); last active 2026-01-01"),
-            ("ds-b1", 1, "organization", "o-bus", "Collectif Bus", "collectif-bus", 5.0,
-             "published 1 reuse(s) (api); last active 2026-11-12"),
+            ("ds-a2", 1, "user", "u-bob", "Bob Martin", "bob martin/x", 5.0, 0, None, 1, 0, "2026-11-15 10:00:00+00"),
+            ("ds-a1", 1, "user", "u-alice", "Alice Durand", "alice-durand", 11.0, 1, "application", 1, 0,
+             "2026-11-17 23:30:00+00"),  # the 18th in Paris
+            ("ds-a1", 2, "organization", "o-asso", "Open <Asso> & co", "open-asso", 8.0, 2, "visualization, api", 0, 0,
+             "2026-11-17 10:00:00+00"),
+            ("ds-a1", 3, "user", "u-anon", "Sans Profil", None, 3.0, 0, None, 0, 1, "2026-06-01 10:00:00+00"),
+            ("ds-a1", 4, "user", "u-fourth", "Quatrième", "quatrieme", 2.0, 0, None, 0, 1, "2026-05-01 10:00:00+00"),
+            ("ds-a3", 1, "user", "u-ghost", "Fantôme", "fantome", 9.0, 0, None, 3, 0, "2026-01-01 10:00:00+00"),
+            ("ds-b1", 1, "organization", "o-bus", "Collectif Bus", "collectif-bus", 5.0, 1, "api", 0, 0,
+             "2026-11-12 10:00:00+00"),
         ],
     )  # fmt: skip
 
@@ -416,7 +417,7 @@ class _Balance(HTMLParser):
 
 def test_files_per_organization_and_iso_week(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    paths = asset.write_digests(published, reports, REPORT_DATE, PARIS)
+    paths = asset.write_digests(published, reports, REPORT_DATE, PARIS, "en")
     assert {path.name for path in paths} == {
         "ville-de-test-2026-W47.html",
         "ville-de-test-2026-W47.md",
@@ -435,16 +436,16 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
     headline = context["headline"]
     assert headline["views"]["value"] == 140 + 35
     assert headline["downloads"]["value"] == 21 + 28
-    assert headline["views"]["change"]["text"] == "+70 (+67%) vs the 7 days before"
-    assert headline["downloads"]["change"]["text"] == "+28 (+133%) vs the 7 days before"
+    assert EN.change_text(headline["views"]["change"]) == "+70 (+67%) vs the 7 days before"
+    assert EN.change_text(headline["downloads"]["change"]) == "+28 (+133%) vs the 7 days before"
     assert headline["followers"] == {"value": 6, "change": 1}
     assert headline["reuses"] == {"value": 2, "new": 2, "broken": 1}
     assert headline["open_questions"] == {"value": 2, "oldest_days": 50}
     assert context["as_of"] == REPORT_DATE
 
-    asset.write_digests(published, tmp_path / "reports", REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path / "reports", REPORT_DATE, PARIS, "en")
     markdown = (tmp_path / "reports" / "ville-de-test-2026-W47.md").read_text()
-    assert "**Views, last 7 days:** 175, +70 (+67%) vs the 7 days before" in markdown
+    assert "**Views (7 days):** 175, +70 (+67%) vs the 7 days before" in markdown
     html = (tmp_path / "reports" / "ville-de-test-2026-W47.html").read_text()
     assert '<div class="value">175</div>' in html
 
@@ -453,7 +454,7 @@ def test_headline_figures_from_the_deltas(published: Path, tmp_path: Path) -> No
     assert other["value"] == 49
     assert other["change"]["direction"] == "none"
     markdown = (tmp_path / "reports" / "region-exemple-2026-W47.md").read_text()
-    assert "**Views, last 7 days:** 49 (not enough history yet to compare)" in markdown
+    assert "**Views (7 days):** 49 (not enough history yet to compare)" in markdown
 
 
 def test_not_enough_history_in_the_first_week(published: Path) -> None:
@@ -463,16 +464,18 @@ def test_not_enough_history_in_the_first_week(published: Path) -> None:
         views = figures.build_context(queries.load_inputs(conn, organization, day), day)["headline"]["views"]
     assert views["value"] == 30 + 15  # 7, 8 and 9 Nov
     assert views["partial_since"] == dt.date(2026, 11, 6)
-    assert views["change"]["text"] == "not enough history yet to compare"
+    assert EN.change_text(views["change"]) == "not enough history yet to compare"
 
 
 def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None:
     context = _context(published)
-    top_views = [(row["dataset_id"], row["views"], row["views_change"]["short"]) for row in context["top_views"]]
+    top_views = [
+        (row["dataset_id"], row["views"], EN.change_short(row["views_change"])) for row in context["top_views"]
+    ]
     assert top_views == [("ds-a1", 140, "+70 (+100%)"), ("ds-a2", 35, "no change")]
     assert [(row["dataset_id"], row["downloads"]) for row in context["top_downloads"]] == [("ds-a2", 28), ("ds-a1", 21)]
 
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     viewed = markdown.split("### Most viewed")[1].split("### Most downloaded")[0]
     first_row = next(line for line in viewed.splitlines() if line.startswith("| ["))
@@ -480,19 +483,19 @@ def test_top_datasets_with_their_change(published: Path, tmp_path: Path) -> None
 
 
 def test_discussions_oldest_first_with_links(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = (tmp_path / "ville-de-test-2026-W47.html").read_text()
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for text in (html, markdown):
         old, new = text.index(f"{PORTAL}/datasets/budget/#/discussions/d-old"), text.index("discussions/d-new")
         assert old < new
-        assert "Alice Durand" in text and "50 days" in text and "freshness" in text
+        assert "Alice Durand" in text and "50 days" in text and "Freshness" in text
     assert f'<a href="{PORTAL}/datasets/budget/#/discussions/d-old">Prochaine mise à jour ?</a>' in html
     assert "Bob Martin" in markdown and "5 days (since 15 Nov 2026)" in markdown
     # The classifier was unsure of the newer one's theme: the digest asks for a look, and says how to correct it.
-    assert "| reliability (to review) |" in markdown and "| freshness |" in markdown
+    assert "| Reliability (to review) |" in markdown and "| Freshness |" in markdown
     assert "`theme_corrections.csv`" in markdown
-    assert '<span class="tag">reliability</span> <span class="small muted">to review</span>' in html
+    assert '<span class="tag">Reliability</span> <span class="small muted">to review</span>' in html
     # The other organization's digest says so when nothing waits.
     assert "No question is waiting for an answer." in (tmp_path / "region-exemple-2026-W47.md").read_text()
 
@@ -503,7 +506,7 @@ def test_new_reuses_only(published: Path, tmp_path: Path) -> None:
         ("r-new", ["Population"]),
         ("r-evil", [BUDGET_TITLE]),
     ]
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuses")
     assert f'<a href="{PORTAL}/reuses/new/">Carte de la population</a>' in html
     assert 'href="https://example.org/carte"' in html and "visualization" in html and "by Open Asso" in html
@@ -527,16 +530,16 @@ def test_themes_and_answers(published: Path, tmp_path: Path) -> None:
     assert (answers["opened"], answers["answered"], answers["share"]) == (8, 4, 0.5)
     assert answers["median_days"] == pytest.approx(2.75)  # 1.5 x2 and 4.0 x2
     assert answers["kpi_days"] == pytest.approx(2.75)
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     assert "| November 2026 | October 2026 |" in markdown
-    assert re.search(r"\| \*\*freshness\*\*: .* \| 3 \| 0 \|", markdown)
+    assert re.search(r"\| \*\*Freshness\*\*: data not up to date.* \| 3 \| 0 \|", markdown)
     assert "4 of the 8 discussions opened were answered (50%)" in markdown
-    assert "accessibility" not in markdown.split("## What reusers ask about")[1].split("###")[0]  # org B's
+    assert "Accessibility" not in markdown.split("## What reusers ask about")[1].split("###")[0]  # org B's
 
 
 def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     for name in ("ville-de-test-2026-W47.html", "region-exemple-2026-W47.html"):
         html = (tmp_path / name).read_text()
         parser = _Balance()
@@ -558,7 +561,7 @@ def test_html_is_well_formed_self_contained_and_escaped(published: Path, tmp_pat
 
 
 def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> None:
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     markdown = (tmp_path / "ville-de-test-2026-W47.md").read_text()
     for chart in ("monthly", "daily"):
         path = tmp_path / f"ville-de-test-2026-W47-{chart}.svg"
@@ -575,7 +578,7 @@ def test_svg_charts_are_valid_and_linked(published: Path, tmp_path: Path) -> Non
 
 def test_a_second_run_replaces_the_files(published: Path, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    first = asset.write_digests(published, reports, REPORT_DATE, PARIS)
+    first = asset.write_digests(published, reports, REPORT_DATE, PARIS, "en")
     before = {path.name: path.read_bytes() for path in reports.iterdir()}
     second = asset.write_digests(published, reports, REPORT_DATE + dt.timedelta(days=1), PARIS)  # same ISO week
     assert [path.name for path in second] == [path.name for path in first]
@@ -602,8 +605,8 @@ def test_pure_helpers() -> None:
     )
     assert gains["d"] == {dt.date(2026, 11, day): (10.0, 1.0) for day in (2, 3, 4)}
     assert figures.window_sum(gains["d"], dt.date(2026, 11, 3), dt.date(2026, 11, 9)) == (20, 2)
-    assert figures.change(12, 0)["short"] == "+12 (none before)"
-    assert figures.change(8, 10)["short"] == "−2 (−20%)"
+    assert EN.change_short(figures.change(12, 0)) == "+12 (none before)"
+    assert EN.change_short(figures.change(8, 10)) == "−2 (−20%)"
     assert month_key(dt.date(2026, 1, 15), 2) == "2025-11"
     assert (
         formatting.safe_url("javascript:alert(1)") is None
@@ -623,8 +626,8 @@ def test_pure_helpers() -> None:
         moment = conn.execute("SELECT TIMESTAMPTZ '2026-11-20 23:30:00+00'").fetchone()[0]
     assert figures.local_day(moment) == dt.date(2026, 11, 21)
     assert figures.window_figure(None, 5, 0, 3) == {"before": None, "after": 5, "change": None}
-    assert figures.window_figure(10, 15, 14, 14)["change"]["short"] == "+5 (+50%)"
-    assert formatting.percent(0.755) == "76%" and formatting.percent(None) == "—"
+    assert EN.change_short(figures.window_figure(10, 15, 14, 14)["change"]) == "+5 (+50%)"
+    assert EN.percent(0.755) == "76%" and EN.percent(None) == "—"
 
 
 def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
@@ -639,7 +642,7 @@ def test_asset_reads_the_run_date(published: Path, tmp_path: Path) -> None:
     result = dg.materialize(
         [digest_asset],
         tags=day_range_tags(["ds-a1"], REPORT_DATE),
-        resources={"data_dir": DataDir(path=str(tmp_path)), "reader": asset.ReaderLocale(timezone=PARIS),
+        resources={"data_dir": DataDir(path=str(tmp_path)), "locale": asset.ReaderLocale(timezone=PARIS, language="en"),
                    "mailer": asset.Mailer()},
     )  # fmt: skip
     assert result.success
@@ -660,7 +663,7 @@ def test_the_asset_emails_each_digest_once_a_week(
     server, inbox = smtp
     resources = {
         "data_dir": data_dir,
-        "reader": asset.ReaderLocale(timezone=PARIS),
+        "locale": asset.ReaderLocale(timezone=PARIS, language="en"),
         "mailer": asset.Mailer(smtp_url=f"smtp://{server.host}:{server.port}", sender="usage@ville.fr"),
     }
     page = tmp_path / "published" / "reports" / "ville-de-test-2026-W47.html"
@@ -684,13 +687,10 @@ def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
     assert [(reuse["reuse_id"], reuse["datasets"], reuse["checked_on"]) for reuse in problems["broken"]] == [
         ("r-old", [BUDGET_TITLE, "Population"], dt.date(2026, 11, 20))  # 23:30 UTC on the 19th: the 20th in Paris
     ]
-    assert problems["broken"][0]["hint"] == (
-        "Tell the author (Jean <b>Dupont</b>), or remove the reuse from the dataset."
-    )
     assert [(reuse["reuse_id"], reuse["removed_date"]) for reuse in problems["removed"]] == [
         ("r-gone", dt.date(2026, 11, 17))
     ]
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "reuse-links")
     assert f'<a href="{PORTAL}/reuses/old/">Ancienne</a>' in html and "news article" in html
     assert '<a class="url" href="https://example.org/old?a=1&amp;b=2">https://example.org/old?a=1&amp;b=2</a>' in html
@@ -701,7 +701,7 @@ def test_broken_and_removed_reuses(published: Path, tmp_path: Path) -> None:
         assert absent not in html
     markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "Reuses to check")
     assert "last checked 20 Nov 2026. Address: <https://example.org/old?a=1&b=2>." in markdown
-    assert r"Tell the author \(Jean \<b\>Dupont\</b\>\), or remove the reuse from the dataset." in markdown
+    assert r"Tell the author (Jean \<b\>Dupont\</b\>), or remove the reuse from the dataset." in markdown
     assert f"- [Appli retirée]({PORTAL}/reuses/gone/) (application), no longer listed on Population" in markdown
     other = _md_section((tmp_path / "region-exemple-2026-W47.md").read_text(), "Reuses to check")
     assert "Tableau régional" in other and "Tell the author, or remove" in other and "Removed" not in other
@@ -714,8 +714,8 @@ def test_survey_results(published: Path, tmp_path: Path) -> None:
         (row["dataset_id"], row["responses"], row["mean_satisfaction"], row["satisfied_share"], row["themes"])
         for row in surveys["datasets"]
     ] == [
-        ("ds-a2", 11, 4.0, 1.0, "reliability (11)"),
-        ("ds-a1", 5, 3.5, 0.5, "usability (2), freshness (1), other (1)"),
+        ("ds-a2", 11, 4.0, 1.0, [("reliability", 11)]),
+        ("ds-a1", 5, 3.5, 0.5, [("usability", 2), ("freshness", 1), ("other", 1)]),
     ]
     # The week's answers saying something, in Paris days: 14 Nov 00:30 is in, 21 Nov 00:30 is not; blank needs
     # are left out. The latest 10 of 13.
@@ -730,19 +730,19 @@ def test_survey_results(published: Path, tmp_path: Path) -> None:
     ]
     assert not {"Trop tard", "Documentation des colonnes", "Besoin de la région"} & {need[0] for need in needs}
 
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "surveys")
     assert re.search(
         r">Population</a></td>\s*<td class=\"num\">11</td>\s*<td class=\"num\">4.0 / 5</td>\s*"
         r"<td class=\"num\">100%</td>",
         html,
     )
-    assert "3.5 / 5" in html and "50%" in html and "usability (2), freshness (1), other (1)" in html
+    assert "3.5 / 5" in html and "50%" in html and "Usability (2), Freshness (1), Other (1)" in html
     assert "<q>Il manque 2024 &lt;b&gt;vite&lt;/b&gt; &amp; bien</q>" in html
     assert "The 10 latest of the 13 answers of the week" in html
     markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "What your survey respondents say")
-    assert r"| 5 | 3.5 / 5 | 50% | usability \(2\), freshness \(1\), other \(1\) |" in markdown
-    assert r"- “Il manque 2024 \<b\>vite\</b\> \& bien” (freshness), Budget" in markdown
+    assert r"| 5 | 3.5 / 5 | 50% | Usability \(2\), Freshness \(1\), Other \(1\) |" in markdown
+    assert r"- “Il manque 2024 \<b\>vite\</b\> \& bien” (Freshness), Budget" in markdown
     assert markdown.count("\n- “") == 10
     other = _section((tmp_path / "region-exemple-2026-W47.html").read_text(), "surveys")
     assert "Besoin de la région" in other and "Population" not in other
@@ -759,7 +759,7 @@ def test_community_events(published: Path, tmp_path: Path) -> None:
     assert population["views"] == {"before": None, "after": 60, "change": None}  # no snapshot before
     assert events[0]["rows"][0]["views"]["change"] is None  # 13 and 2 days observed: no change computed
 
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "events")
     assert html.index("Lettre d&#39;information") < html.index("Atelier &lt;données&gt; &amp; budget")
     assert "still counting: the 14 days from it end on 2 Dec 2026" in html
@@ -787,11 +787,13 @@ def test_people_to_talk_to(published: Path, tmp_path: Path) -> None:
     ]
     assert people[1]["people"][0]["url"] == "https://www.data.gouv.fr/users/bob%20martin%2Fx"
 
-    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path, REPORT_DATE, PARIS, "en")
     html = _section((tmp_path / "ville-de-test-2026-W47.html").read_text(), "people")
     assert '<a href="https://www.data.gouv.fr/organizations/open-asso">Open &lt;Asso&gt; &amp; co</a>' in html
     assert "<strong>Sans Profil</strong>" in html and "Quatrième" not in html and "Fantôme" not in html
-    assert "published 1 reuse(s) (application); opened 1 discussion(s); last active 2026-11-18" in html
+    assert "published 1 reuse (application); opened 1 discussion; last active 18 Nov 2026" in html
+    assert "published 2 reuses (visualization, API); last active 17 Nov 2026" in html
+    assert "posted 1 reply; last active 1 Jun 2026" in html
     markdown = _md_section((tmp_path / "ville-de-test-2026-W47.md").read_text(), "People to talk to")
     assert "- [Alice Durand](https://www.data.gouv.fr/users/alice-durand) (user): published 1 reuse" in markdown
     assert "Collectif Bus" in _section((tmp_path / "region-exemple-2026-W47.html").read_text(), "people")
@@ -805,7 +807,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
         for column in ("removed_date", "link_checked_at", "link_ok", "link_broken", "owner_name"):
             conn.execute(f"ALTER TABLE reporting.reuses DROP COLUMN {column}")
         conn.execute("ALTER TABLE reporting.discussions_awaiting_answer DROP COLUMN theme_needs_review")
-    asset.write_digests(published, tmp_path / "older", REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path / "older", REPORT_DATE, PARIS, "en")
     html = (tmp_path / "older" / "ville-de-test-2026-W47.html").read_text()
     for name in ("reuse-links", "surveys", "events", "people"):
         assert f'id="{name}"' not in html
@@ -830,8 +832,9 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             " WHERE false"
         )
         conn.execute(
-            "CREATE TABLE reporting.interview_candidates (dataset_id VARCHAR, rank BIGINT,"
-            " reuser_type VARCHAR, name VARCHAR, slug VARCHAR, why VARCHAR)"
+            "CREATE TABLE reporting.interview_candidates (dataset_id VARCHAR, rank BIGINT, reuser_type VARCHAR,"
+            " name VARCHAR, slug VARCHAR, reuses_published BIGINT, reuse_types VARCHAR, discussions_opened BIGINT,"
+            " replies_posted BIGINT, last_activity_at TIMESTAMPTZ)"
         )
         for column, kind in (
             ("removed_date", "DATE"),
@@ -840,7 +843,7 @@ def test_an_older_published_file_still_renders(published: Path, tmp_path: Path) 
             ("link_broken", "BOOLEAN"),
         ):
             conn.execute(f"ALTER TABLE reporting.reuses ADD COLUMN {column} {kind}")
-    asset.write_digests(published, tmp_path / "empty", REPORT_DATE, PARIS)
+    asset.write_digests(published, tmp_path / "empty", REPORT_DATE, PARIS, "en")
     html = (tmp_path / "empty" / "ville-de-test-2026-W47.html").read_text()
     for name in ("surveys", "events", "people"):
         assert f'id="{name}"' not in html

@@ -28,7 +28,8 @@ from usage_pipeline import cli
 from usage_pipeline.demo.portal_server import PortalServer, World
 from usage_pipeline.demo.webhook_server import WebhookReceiver
 from usage_pipeline.demo.world import generate_world
-from usage_pipeline.insights.alerts import evaluate
+from usage_pipeline.insights.alerts import evaluate, webhook_channel
+from usage_pipeline.insights.language import reader
 from usage_pipeline_tests.conftest import portal_environment
 
 DAY_1, DAY_2, DAY_3 = dt.date(2026, 11, 20), dt.date(2026, 11, 21), dt.date(2026, 11, 22)
@@ -138,7 +139,7 @@ def test_a_deleted_or_renamed_entry_never_costs_the_others_their_day(
         assert f"WARNING, a setting no longer resolves: organization '{deleted['slug']}': gone" in out
         assert f"dataset '{slug}': gone" in out
 
-        tick = evaluate(None, data_dir / "published", hook.url, 7, "Europe/Paris")
+        tick = evaluate(None, data_dir / "published", webhook_channel(hook.url), 7, "Europe/Paris", words=reader("en"))
         assert tick.cursor and len(hook.messages) == 1
         assert "Settings that no longer resolve" in hook.messages[0]["text"]
         assert f"`{deleted['slug']}`: gone" in hook.messages[0]["text"]

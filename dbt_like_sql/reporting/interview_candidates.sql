@@ -11,7 +11,12 @@
 --   name VARCHAR: Public name.
 --   slug VARCHAR: Public slug (their page on the portal).
 --   dataset_score DOUBLE: Engagement with this dataset.
---   why VARCHAR: What they did with the dataset, in words.
+--   reuses_published BIGINT: Reuses of the dataset they published.
+--   reuse_types VARCHAR: Types of those reuses (udata codes, comma-separated), null without reuse.
+--   discussions_opened BIGINT: Discussions they opened on the dataset.
+--   replies_posted BIGINT: Messages they posted in the dataset's discussions after the opening one.
+--   last_activity_at TIMESTAMP WITH TIME ZONE: Their latest reuse, discussion or reply on the dataset.
+--   why VARCHAR: What they did with the dataset, in English words (the digest writes it in the reader's language).
 with as_of as (
     select max(snapshot_date) as as_of_date from raw.dataset_snapshots
 ),
@@ -44,6 +49,11 @@ select
     name,
     slug,
     dataset_score,
+    reuses as reuses_published,
+    reuse_types,
+    discussions as discussions_opened,
+    messages as replies_posted,
+    last_activity_at,
     concat_ws(
         '; ',
         case when reuses > 0 then 'published ' || reuses || ' reuse(s) (' || reuse_types || ')' end,

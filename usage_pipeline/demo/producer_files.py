@@ -57,11 +57,14 @@ def write_theme_corrections(data_dir: DataDir, world: World) -> None:
     data_dir.theme_corrections_file.write_text(f"discussion_id,theme\n{discussion['id']},usability\n", encoding="utf-8")
 
 
+ALERTS_ADDRESS = "equipe-donnees@demo.example.fr"
+
+
 def write_recipients(data_dir: DataDir, organizations: tuple[str, ...]) -> None:
-    """recipients.yaml: each organization's weekly digest to one address of its own."""
+    """recipients.yaml: each organization's weekly digest to one address of its own, the alerts to a team."""
     lines = "".join(f"  {slug}: [donnees@{slug}.example.fr]\n" for slug in organizations)
     data_dir.recipients_file.write_text(
-        f"# Written by `usage-pipeline demo`.\norganizations:\n{lines}", encoding="utf-8"
+        f"# Written by `usage-pipeline demo`.\norganizations:\n{lines}alerts: [{ALERTS_ADDRESS}]\n", encoding="utf-8"
     )
 
 

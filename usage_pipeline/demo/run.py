@@ -23,10 +23,18 @@ from usage_pipeline.demo.ckan_server import CkanServer, CkanWorld, generate_ckan
 from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.demo.ods_server import DEMO_ANALYTICS_KEY, OdsServer, OdsWorld, generate_ods_world
 from usage_pipeline.demo.portal_server import PortalServer, World
-from usage_pipeline.demo.producer_files import write_events, write_recipients, write_survey, write_theme_corrections
+from usage_pipeline.demo.producer_files import (
+    ALERTS_ADDRESS,
+    write_events,
+    write_recipients,
+    write_survey,
+    write_theme_corrections,
+)
 from usage_pipeline.demo.webhook_server import WebhookReceiver
 from usage_pipeline.demo.world import add_news, advance_day, generate_world
-from usage_pipeline.insights.alerts import evaluate
+from usage_pipeline.insights.alerts import email_channel, evaluate, webhook_channel
+from usage_pipeline.insights.digest.delivery import Mailer
+from usage_pipeline.insights.language import reader
 from usage_pipeline.settings import Settings, absolute
 from usage_pipeline.surveys.responses import SALT_ENV
 
@@ -151,14 +159,24 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         os.environ.setdefault(ODS_KEY_VARIABLE, DEMO_ANALYTICS_KEY)
         os.environ.setdefault(SALT_ENV, DEMO_PSEUDONYM_SALT)
         instance = cli.dagster_instance(settings)
-        cursor, alerts_seen = None, 0
+        channels = {
+            "webhook": webhook_channel(hook.url),
+            "email": email_channel(Mailer(smtp_url=mail.url, sender=settings.smtp_from), paths.recipients_file),
+        }
+        cursors: dict[str, str | None] = dict.fromkeys(channels)
+        alerts_seen = e_mails_seen = 0
         for offset in range(days):
             outcome = cli.refresh(settings, first_day + dt.timedelta(days=offset), instance)
             cli.print_summary(outcome, settings)
-            # What the `discussion_alerts` sensor does under the Dagster daemon, once after each daily run.
-            tick = evaluate(cursor, paths.published, hook.url, settings.answer_sla_days, settings.timezone)
-            cursor = tick.cursor if isinstance(tick, dg.SensorResult) else cursor
+            # What the two alert sensors do under the Dagster daemon, once after each daily run.
+            for name, channel in channels.items():
+                tick = evaluate(cursors[name], paths.published, channel, settings.answer_sla_days, settings.timezone,
+                                words=reader(settings.language))  # fmt: skip
+                cursors[name] = tick.cursor if isinstance(tick, dg.SensorResult) else cursors[name]
             alerts_seen = print_alerts(hook, alerts_seen)
+            for to, message in mail.messages[e_mails_seen:]:
+                print(f"  e-mail to {', '.join(to)}: {message['Subject']}")
+            e_mails_seen = len(mail.messages)
             if offset < days - 1:
                 advance_day(world, seed=seed + offset)
                 if offset == 0:
@@ -168,9 +186,11 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
                 for tracking in ckan.tracking.values():
                     tracking["total"] += 3 + offset  # a few page views a day on the CKAN portal
     print_highlights(paths.published_database)
-    print(f"\nDigest e-mails received by the local SMTP server: {len(mail.messages)}, in {mail.outbox}/")
-    for to, message in mail.messages:
-        print(f"  to {', '.join(to)}: {message['Subject']}")
+    alerts = sum(ALERTS_ADDRESS in to for to, _ in mail.messages)
+    print(
+        f"\nE-mails received by the local SMTP server, in {mail.outbox}/: {len(mail.messages) - alerts} digests "
+        f"(one per organization and ISO week) and {alerts} discussion alerts"
+    )
     relative = os.path.relpath(paths.root)
     print(
         f"\nDone. Everything is in {paths.root}:\n"

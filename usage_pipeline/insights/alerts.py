@@ -1,8 +1,12 @@
-"""Webhook alerts on discussions: a new discussion, and a discussion waiting too long for a producer answer.
+"""Alerts on discussions, by webhook and by e-mail: a new discussion, and a discussion waiting too long for a
+producer answer.
 
-The `discussion_alerts` sensor reads the published copy (``$USAGE_DATA_DIR/published/usage.duckdb``, schema reporting)
-every five minutes and posts one Slack/Mattermost-compatible JSON message (``{"text": ...}``) listing what
-happened since the last message:
+The `discussion_alerts` sensor (webhook) and the `discussion_alerts_email` sensor (the ``alerts:`` addresses of
+recipients.yaml, through USAGE_SMTP_URL) each keep their own cursor, so that one channel failing never repeats or
+loses the other's alerts. Messages are written in USAGE_LANGUAGE. Each reads the published copy
+(``$USAGE_DATA_DIR/published/usage.duckdb``, schema reporting) every five minutes and sends one message (the
+webhook gets Slack/Mattermost-compatible JSON, ``{"text": ...}``; the e-mail the same text) listing what happened
+since the last message:
 
 * **new**: a discussion id never seen before (``reporting.discussions``);
 * **sla**: a discussion waiting more than ``sla_days`` for a producer answer
@@ -30,7 +34,7 @@ Rules:
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,9 +46,12 @@ import httpx
 
 from usage_pipeline import __version__
 from usage_pipeline.data_dir import DataDir
+from usage_pipeline.insights.digest.delivery import DeliveryError, Mailer, SmtpServer, load_alert_recipients, send_text
+from usage_pipeline.insights.language import DEFAULT_LANGUAGE, Reader, reader
 from usage_pipeline.warehouse import set_time_zone
 
 SENSOR_NAME = "discussion_alerts"
+EMAIL_SENSOR_NAME = "discussion_alerts_email"
 PUBLISHED_FILE = "usage.duckdb"
 MAX_LINES = 20  # per kind of alert in one message; the rest is counted in "and N more"
 MAX_TITLE = 150  # characters of a title or name kept in a message
@@ -228,6 +235,15 @@ def pending_entry_alerts(entries: Sequence[EntryAlert], state: CursorState | Non
     return [entry for entry in entries if entry.key not in told]
 
 
+@dataclass(frozen=True)
+class Channel:
+    """Where a sensor's alerts go: a name for the logs (no secret) and how to send (subject, markdown text) ->
+    None when accepted, else what went wrong."""
+
+    name: str
+    send: Callable[[str, str], str | None]
+
+
 def _text(value: str | None, fallback: str) -> str:
     """Reuser-written text made safe for a chat message: one line, short, no mention, no markup."""
     text = " ".join((value or "").split()) or fallback
@@ -237,74 +253,96 @@ def _text(value: str | None, fallback: str) -> str:
     return text.replace("@", "@\u200b")  # a zero-width space: "@channel" no longer pings anyone
 
 
-def _link(title: str | None, url: str | None) -> str:
-    label = _text(title, "(untitled discussion)").replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+def _link(title: str | None, url: str | None, words: Reader) -> str:
+    label = _text(title, words.gettext("(untitled discussion)"))
+    label = label.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
     if not url:
         return label
     target = url.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
     return f"[{label}]({target})"
 
 
-def _day(moment: dt.datetime | None) -> str:
-    return moment.date().isoformat() if moment is not None else "unknown date"
+def _day(moment: dt.datetime | None, words: Reader) -> str:
+    return words.day(moment.date()) if moment is not None else words.gettext("unknown date")
 
 
-def _days(count: int) -> str:
-    return f"{count} day" if count == 1 else f"{count} days"
-
-
-def _line(alert: Alert) -> str:
-    where = f"on “{_text(alert.dataset_title, 'unknown dataset')}”"
-    who = f"asked by {_text(alert.asker, 'an anonymous user')}"
-    theme = f"theme: {_text(alert.theme, 'other')}"
+def _line(alert: Alert, words: Reader) -> str:
+    values = {
+        "link": _link(alert.title, alert.url, words),
+        "dataset": _text(alert.dataset_title, words.gettext("unknown dataset")),
+        "asker": _text(alert.asker, words.gettext("an anonymous user")),
+        "theme": _text(words.theme(alert.theme), ""),
+    }
     if alert.kind == "sla":
-        waited = _days(alert.waiting_days or 0)
-        return (
-            f"- **{waited}** {_link(alert.title, alert.url)} {where}, {who}, "
-            f"waiting since {_day(alert.waiting_since)} · {theme}"
-        )
+        return words.gettext(
+            "- **%(waited)s** %(link)s on “%(dataset)s”, asked by %(asker)s, waiting since %(day)s · theme: %(theme)s",
+            waited=words.days(alert.waiting_days or 0), day=_day(alert.waiting_since, words), **values,
+        )  # fmt: skip
     if alert.status == "closed":
-        state = "already closed"
+        state = words.gettext("already closed")
     elif alert.status == "answered":
-        state = "already answered"
+        state = words.gettext("already answered")
     elif alert.waiting_days is not None:
-        state = f"awaiting your answer ({_days(alert.waiting_days)})"
+        state = words.gettext("awaiting your answer (%(days)s)", days=words.days(alert.waiting_days))
     else:
-        state = "awaiting your answer"
-    return f"- {_link(alert.title, alert.url)} {where}, {who} on {_day(alert.opened_at)} · {theme} · {state}"
+        state = words.gettext("awaiting your answer")
+    return words.gettext(
+        "- %(link)s on “%(dataset)s”, asked by %(asker)s on %(day)s · theme: %(theme)s · %(state)s",
+        day=_day(alert.opened_at, words), state=state, **values,
+    )  # fmt: skip
 
 
-def _section(heading: str, alerts: Sequence[Alert]) -> list[str]:
-    lines = [heading, *(_line(alert) for alert in alerts[:MAX_LINES])]
+def _section(heading: str, alerts: Sequence[Alert], words: Reader) -> list[str]:
+    lines = [heading, *(_line(alert, words) for alert in alerts[:MAX_LINES])]
     if len(alerts) > MAX_LINES:
-        lines.append(f"- … and {len(alerts) - MAX_LINES} more")
+        lines.append(words.gettext("- … and %(count)s more", count=len(alerts) - MAX_LINES))
     return lines
 
 
-def format_message(alerts: Sequence[Alert], sla_days: int, entry_alerts: Sequence[EntryAlert] = ()) -> str:
-    """One markdown message for all ``alerts`` (in the order given), at most MAX_LINES lines per kind."""
-    new = [alert for alert in alerts if alert.kind == "new"]
-    overdue = [alert for alert in alerts if alert.kind == "sla"]
+def headline(alerts: Sequence[Alert], sla_days: int, entry_alerts: Sequence[EntryAlert], words: Reader) -> str:
+    """What a message tells, counted: ``2 new, 1 waiting for an answer for over 7 days``."""
+    new = sum(alert.kind == "new" for alert in alerts)
+    overdue = len(alerts) - new
     counts = []
     if new:
-        counts.append(f"{len(new)} new")
+        counts.append(words.ngettext("%(num)s new", "%(num)s new", new))
     if overdue:
-        counts.append(f"{len(overdue)} waiting for an answer for over {_days(sla_days)}")
+        counts.append(words.gettext("%(count)s waiting for an answer for over %(days)s", count=overdue,
+                                    days=words.days(sla_days)))  # fmt: skip
     if entry_alerts:
-        counts.append(f"{len(entry_alerts)} setting(s) no longer resolving")
-    parts = [f"**Discussions on your data.gouv.fr datasets**: {', '.join(counts) or 'nothing to report'}"]
+        counts.append(words.ngettext("%(num)s setting no longer resolving", "%(num)s settings no longer resolving",
+                                     len(entry_alerts)))  # fmt: skip
+    return ", ".join(counts) or words.gettext("nothing to report")
+
+
+def format_message(
+    alerts: Sequence[Alert], sla_days: int, entry_alerts: Sequence[EntryAlert] = (), words: Reader | None = None
+) -> str:
+    """One markdown message for all ``alerts`` (in the order given), at most MAX_LINES lines per kind, in the
+    language of ``words`` (French by default)."""
+    words = words or reader(DEFAULT_LANGUAGE)
+    new = [alert for alert in alerts if alert.kind == "new"]
+    overdue = [alert for alert in alerts if alert.kind == "sla"]
+    summary = headline(alerts, sla_days, entry_alerts, words)
+    parts = [words.gettext("**Discussions on your data.gouv.fr datasets**: %(summary)s", summary=summary)]
     if new:
-        parts.append("\n".join(_section(f"New discussions ({len(new)}):", new)))
+        heading = words.gettext("New discussions (%(count)s):", count=len(new))
+        parts.append("\n".join(_section(heading, new, words)))
     if overdue:
-        heading = f"Waiting for your answer for over {_days(sla_days)} ({len(overdue)}, oldest first):"
-        parts.append("\n".join(_section(heading, overdue)))
+        heading = words.gettext(
+            "Waiting for your answer for over %(days)s (%(count)s, oldest first):",
+            days=words.days(sla_days), count=len(overdue),
+        )  # fmt: skip
+        parts.append("\n".join(_section(heading, overdue, words)))
     if entry_alerts:
         lines = [
             f"- {_text(entry.kind, 'entry')} `{_text(entry.configured_as, '?')}`: {_text(entry.status, '?')}"
             + (f" ({_text(entry.detail, '')})" if entry.detail else "")
             for entry in entry_alerts[:MAX_LINES]
         ]
-        heading = "Settings that no longer resolve (the other datasets are still followed; fix the setting):"
+        heading = words.gettext(
+            "Settings that no longer resolve (the other datasets are still followed; fix the setting):"
+        )
         parts.append("\n".join([heading, *lines]))
     return "\n\n".join(parts)
 
@@ -392,14 +430,17 @@ def _summary(alerts: Sequence[Alert], entry_alerts: Sequence[EntryAlert]) -> str
 def evaluate(
     cursor: str | None,
     published_dir: Path,
-    webhook_url: str | None,
+    channel: Channel | str,
     sla_days: int,
     timezone: str,
     log: dg.DagsterLogManager | None = None,
+    words: Reader | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
-    """One tick: read the published copy, post what is pending, return the next cursor and what happened."""
-    if not webhook_url:
-        return dg.SkipReason("no webhook configured: set USAGE_ALERT_WEBHOOK_URL to get discussion alerts")
+    """One tick: read the published copy, send what is pending through ``channel`` (a string: why there is none),
+    return the next cursor and what happened."""
+    if isinstance(channel, str):
+        return dg.SkipReason(channel)
+    words = words or reader(DEFAULT_LANGUAGE)
     state = CursorState.from_cursor(cursor)
     path = published_dir / PUBLISHED_FILE
     if not path.is_file():
@@ -414,30 +455,69 @@ def evaluate(
     if not alerts and not entry_alerts:
         what = f"baseline: {len(discussions)} discussion(s) recorded as known" if state is None else "nothing new"
         return dg.SensorResult(skip_reason=f"{what}; no alert to send", cursor=known.to_cursor())
-    error = post(webhook_url, format_message(alerts, sla_days, entry_alerts))
+    subject = words.gettext(
+        "Discussions on your data.gouv.fr datasets: %(summary)s",
+        summary=headline(alerts, sla_days, entry_alerts, words),
+    )
+    error = channel.send(subject, format_message(alerts, sla_days, entry_alerts, words))
     if error is not None:
         message = f"{_summary(alerts, entry_alerts)} not sent, retried on the next tick: {error}"
         if log is not None:
             log.warning(message)
         return dg.SensorResult(skip_reason=message, cursor=known.to_cursor())
-    message = f"sent one message to {redact(webhook_url)}: {_summary(alerts, entry_alerts)}"
+    message = f"sent one message to {channel.name}: {_summary(alerts, entry_alerts)}"
     if log is not None:
         log.info(message)
     return dg.SensorResult(skip_reason=message, cursor=known.mark_sent(alerts, entry_alerts).to_cursor())
 
 
 class DiscussionAlerts(dg.ConfigurableResource):
-    """Where alerts go (USAGE_ALERT_WEBHOOK_URL; none: no alert) and how long a reuser may wait for an answer."""
+    """Where webhook alerts go (USAGE_ALERT_WEBHOOK_URL; none: no webhook alert), how long a reuser may wait for
+    an answer, and how the messages read."""
 
     webhook_url: str | None = None
     answer_sla_days: int = 7
     timezone: str = "Europe/Paris"  # the days the messages name (USAGE_TIMEZONE)
+    language: str = DEFAULT_LANGUAGE  # USAGE_LANGUAGE
+
+    def tick(
+        self, context: dg.SensorEvaluationContext, data_dir: DataDir, channel: Channel | str
+    ) -> dg.SensorResult | dg.SkipReason:
+        """One evaluation of an alert sensor sending through ``channel``."""
+        return evaluate(
+            context.cursor, data_dir.published, channel, self.answer_sla_days, self.timezone, context.log,
+            reader(self.language),
+        )  # fmt: skip
+
+
+def webhook_channel(url: str | None) -> Channel | str:
+    """The webhook of USAGE_ALERT_WEBHOOK_URL, or why there is none."""
+    if not url:
+        return "no webhook configured: set USAGE_ALERT_WEBHOOK_URL to get discussion alerts"
+    return Channel(redact(url), lambda _subject, text: post(url, text))
+
+
+def email_channel(mailer: Mailer, recipients_file: Path) -> Channel | str:
+    """The ``alerts:`` addresses of recipients.yaml through USAGE_SMTP_URL, or why there are none."""
+    if not mailer.smtp_url:
+        return "no SMTP server configured: set USAGE_SMTP_URL to get discussion alerts by e-mail"
+    try:
+        to = load_alert_recipients(recipients_file)
+        server = SmtpServer.from_url(mailer.smtp_url)
+    except DeliveryError as error:
+        return f"no discussion alert by e-mail: {error}"
+    if not to:
+        return f"no discussion alert by e-mail: {recipients_file} lists no `alerts:` address"
+    sender = mailer.sender_for(server)
+    return Channel(f"{', '.join(to)} (e-mail)", lambda subject, text: send_text(server, sender, to, subject, text))
+
+
+EVERY_FIVE_MINUTES = {"minimum_interval_seconds": 300, "default_status": dg.DefaultSensorStatus.RUNNING}
 
 
 @dg.sensor(
     name=SENSOR_NAME,
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    **EVERY_FIVE_MINUTES,
     description=(
         "Posts to the alert webhook (USAGE_ALERT_WEBHOOK_URL) when a discussion is opened on a followed dataset and "
         "when one waits more than USAGE_ANSWER_SLA_DAYS days for an answer, reading the published usage.duckdb. "
@@ -448,6 +528,19 @@ def discussion_alerts(
     context: dg.SensorEvaluationContext, data_dir: DataDir, alerts: DiscussionAlerts
 ) -> dg.SensorResult | dg.SkipReason:
     """Every five minutes: webhook messages on new discussions and on answers overdue."""
-    return evaluate(
-        context.cursor, data_dir.published, alerts.webhook_url, alerts.answer_sla_days, alerts.timezone, context.log
-    )
+    return alerts.tick(context, data_dir, webhook_channel(alerts.webhook_url))
+
+
+@dg.sensor(
+    name=EMAIL_SENSOR_NAME,
+    **EVERY_FIVE_MINUTES,
+    description=(
+        "E-mails the same discussion alerts as discussion_alerts to the `alerts:` addresses of recipients.yaml, "
+        "through USAGE_SMTP_URL; its own cursor, so each channel gets each alert once."
+    ),
+)
+def discussion_alerts_email(
+    context: dg.SensorEvaluationContext, data_dir: DataDir, alerts: DiscussionAlerts, mailer: Mailer
+) -> dg.SensorResult | dg.SkipReason:
+    """Every five minutes: e-mails on new discussions and on answers overdue."""
+    return alerts.tick(context, data_dir, email_channel(mailer, data_dir.recipients_file))

@@ -16,6 +16,7 @@ from usage_pipeline.insights.digest.delivery import (
     SENT_FILE,
     DeliveryError,
     Digest,
+    Mailer,
     SmtpServer,
     deliver,
     load_recipients,
@@ -24,6 +25,7 @@ from usage_pipeline.insights.digest.figures import Organization, build_context
 from usage_pipeline.insights.digest.formatting import week_label
 from usage_pipeline.insights.digest.queries import load_inputs, load_organizations
 from usage_pipeline.insights.digest.render import render_html, render_markdown
+from usage_pipeline.insights.language import DEFAULT_LANGUAGE, Reader, reader
 from usage_pipeline.publish import PUBLISHED_KEY
 from usage_pipeline.warehouse import set_time_zone
 
@@ -37,22 +39,20 @@ def file_stem(organization: Organization, report_date: dt.date) -> str:
     return f"{slug}-{week_label(report_date)}"
 
 
-class Mailer(dg.ConfigurableResource):
-    """Where digests are e-mailed from: USAGE_SMTP_URL (none: no e-mail) and USAGE_SMTP_FROM."""
-
-    smtp_url: str | None = None
-    sender: str | None = None
-
-
 class ReaderLocale(dg.ConfigurableResource):
-    """How the producer's people read dates: the days and weeks of the digest are days in ``timezone``."""
+    """How the producer's people read: the digest's language (USAGE_LANGUAGE) and its days and weeks, days in
+    ``timezone`` (USAGE_TIMEZONE)."""
 
+    language: str = DEFAULT_LANGUAGE
     timezone: str = "Europe/Paris"
 
 
-def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date, timezone: str) -> list[Path]:
-    """Write every organization's digest for the ISO week of ``report_date``, days taken in ``timezone``; returns
-    the files written."""
+def write_digests(
+    published_db: Path, reports_dir: Path, report_date: dt.date, timezone: str, language: str = DEFAULT_LANGUAGE
+) -> list[Path]:
+    """Write every organization's digest for the ISO week of ``report_date`` in ``language``, days taken in
+    ``timezone``; returns the files written."""
+    words = reader(language)
     if not published_db.exists():
         raise FileNotFoundError(f"no published database at {published_db}")
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -62,17 +62,18 @@ def write_digests(published_db: Path, reports_dir: Path, report_date: dt.date, t
         for organization in load_organizations(conn):
             context = build_context(load_inputs(conn, organization, report_date), report_date)
             stem = file_stem(organization, report_date)
-            charts = [{**chart, "file": f"{stem}-{chart['name']}.svg"} for chart in render_charts(context)]
+            charts = [{**chart, "file": f"{stem}-{chart['name']}.svg"} for chart in render_charts(words, context)]
             for chart in charts:
                 write_atomically(reports_dir / chart["file"], chart["svg"])
                 written.append(reports_dir / chart["file"])
-            for suffix, text in ((".html", render_html(context, charts)), (".md", render_markdown(context, charts))):
+            pages = ((".html", render_html(words, context, charts)), (".md", render_markdown(words, context, charts)))
+            for suffix, text in pages:
                 write_atomically(reports_dir / f"{stem}{suffix}", text)
                 written.append(reports_dir / f"{stem}{suffix}")
     return written
 
 
-def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date) -> list[Digest]:
+def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date, words: Reader) -> list[Digest]:
     """The digest of every organization for the week of ``report_date``, as `write_digests` named its files."""
     with duckdb.connect(str(published_db), read_only=True) as conn:
         organizations = load_organizations(conn)
@@ -80,14 +81,16 @@ def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date)
     digests = []
     for organization in organizations:
         stem = file_stem(organization, report_date)
-        subject = f"{organization.name}: usage of your datasets, week {week}"
+        subject = words.gettext(
+            "%(organization)s: usage of your datasets, week %(week)s", organization=organization.name, week=week
+        )
         html, markdown = reports_dir / f"{stem}.html", reports_dir / f"{stem}.md"
         digests.append(Digest(organization.id, organization.slug, week, subject, html, markdown))
     return digests
 
 
 def email_digests(
-    context: dg.AssetExecutionContext, data_dir: DataDir, mailer: Mailer, report_date: dt.date
+    context: dg.AssetExecutionContext, data_dir: DataDir, mailer: Mailer, report_date: dt.date, words: Reader
 ) -> dg.AssetCheckResult:
     """Send the week's digests to recipients.yaml's addresses; failures are warnings, retried by the next run."""
     if not mailer.smtp_url:
@@ -101,8 +104,8 @@ def email_digests(
             check_name=DIGEST_EMAILED, passed=False, severity=dg.AssetCheckSeverity.WARN,
             metadata={"error": dg.MetadataValue.text(str(error))},
         )  # fmt: skip
-    sender = mailer.sender or f"usage-pipeline@{server.host}"
-    digests = digests_written(data_dir.published_database, data_dir.reports_dir, report_date)
+    sender = mailer.sender_for(server)
+    digests = digests_written(data_dir.published_database, data_dir.reports_dir, report_date, words)
     outcome = deliver(digests, recipients, server, sender, data_dir.reports_dir / SENT_FILE)
     for line in outcome.sent:
         context.log.info(f"digest e-mailed: {line}")
@@ -144,12 +147,12 @@ def email_digests(
     ),
 )
 def weekly_digest(
-    context: dg.AssetExecutionContext, data_dir: DataDir, reader: ReaderLocale, mailer: Mailer
+    context: dg.AssetExecutionContext, data_dir: DataDir, locale: ReaderLocale, mailer: Mailer
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Every organization's digest for the ISO week of the run's date."""
     reports_dir = data_dir.reports_dir
     report_date = run_date(context.run.tags) or dt.date.today()
-    paths = write_digests(data_dir.published_database, reports_dir, report_date, reader.timezone)
+    paths = write_digests(data_dir.published_database, reports_dir, report_date, locale.timezone, locale.language)
     pages = [path for path in paths if path.suffix == ".html"]
     context.log.info(f"{len(pages)} digests for {week_label(report_date)} written to {reports_dir}")
     yield dg.MaterializeResult(
@@ -161,4 +164,4 @@ def weekly_digest(
             "path": dg.MetadataValue.path(str(reports_dir)),
         }
     )
-    yield email_digests(context, data_dir, mailer, report_date)
+    yield email_digests(context, data_dir, mailer, report_date, reader(locale.language))

@@ -9,7 +9,7 @@ from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from usage_pipeline.insights.digest.figures import Row
-from usage_pipeline.insights.digest.formatting import date_text, month_name, number
+from usage_pipeline.insights.language import Reader
 
 _INK, _MUTED, _ACCENT, _ACCENT_LIGHT, _GRID = "#1f2933", "#616e7c", "#2f5fb3", "#a9bfe6", "#e4e7eb"
 _DOWNLOADS, _DOWNLOADS_LIGHT = "#c05621", "#f0c3a3"
@@ -49,16 +49,16 @@ def _svg(figure: Figure, salt: str) -> str:
     return buffer.getvalue()
 
 
-def monthly_chart(monthly: list[Row], salt: str) -> str:
+def monthly_chart(reader: Reader, monthly: list[Row], salt: str) -> str:
     """Bars of the monthly visits and downloads (the current, partial month lighter), as an SVG document."""
     with mpl.rc_context(_RC):
         figure = Figure(figsize=(7.2, 4.0), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
-        ticks = [dt.date.fromisoformat(f"{row['month']}-01").strftime("%b\n%Y") for row in monthly]
+        ticks = [reader.month_tick(row["month"]) for row in monthly]
         positions = range(len(monthly))
         for axes, column, title, colors in (
-            (top, "visits", "Visits of your dataset pages per month", (_ACCENT, _ACCENT_LIGHT)),
-            (bottom, "downloads", "Downloads per month", (_DOWNLOADS, _DOWNLOADS_LIGHT)),
+            (top, "visits", reader.gettext("Visits of your dataset pages per month"), (_ACCENT, _ACCENT_LIGHT)),
+            (bottom, "downloads", reader.gettext("Downloads per month"), (_DOWNLOADS, _DOWNLOADS_LIGHT)),
         ):
             bars = axes.bar(
                 positions,
@@ -68,22 +68,22 @@ def monthly_chart(monthly: list[Row], salt: str) -> str:
             )
             axes.set_title(title, color=_INK)
             _style(axes)
-            values = [number(row[column]) if row[column] is not None else "" for row in monthly]
+            values = [reader.number(row[column]) if row[column] is not None else "" for row in monthly]
             axes.bar_label(bars, labels=values, fontsize=7, color=_MUTED, padding=2)
             axes.margins(y=0.2)
         bottom.set_xticks(list(positions), ticks)
         return _svg(figure, f"{salt}-monthly")
 
 
-def daily_chart(daily: list[Row], salt: str) -> str:
+def daily_chart(reader: Reader, daily: list[Row], salt: str) -> str:
     """Bars of the views and downloads gained per day (the last 7 days darker), as an SVG document."""
     with mpl.rc_context(_RC):
         figure = Figure(figsize=(7.2, 4.0), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
         days = [row["date"] for row in daily]
         for axes, column, title, colors in (
-            (top, "views", "Views gained per day", (_ACCENT, _ACCENT_LIGHT)),
-            (bottom, "downloads", "Downloads gained per day", (_DOWNLOADS, _DOWNLOADS_LIGHT)),
+            (top, "views", reader.gettext("Views gained per day"), (_ACCENT, _ACCENT_LIGHT)),
+            (bottom, "downloads", reader.gettext("Downloads gained per day"), (_DOWNLOADS, _DOWNLOADS_LIGHT)),
         ):
             axes.bar(
                 days,
@@ -94,12 +94,12 @@ def daily_chart(daily: list[Row], salt: str) -> str:
             axes.set_title(title, color=_INK)
             _style(axes)
         mondays = [day for day in days if day.weekday() == 0]
-        bottom.set_xticks(mondays, [f"{day.day} {day:%b}" for day in mondays])
+        bottom.set_xticks(mondays, [reader.short_day(day) for day in mondays])
         bottom.set_xlim(days[0] - dt.timedelta(days=1), days[-1] + dt.timedelta(days=1))
         return _svg(figure, f"{salt}-daily")
 
 
-def render_charts(context: Row) -> list[Row]:
+def render_charts(reader: Reader, context: Row) -> list[Row]:
     """The digest's charts: name, title, note and SVG document; a chart without data is left out."""
     salt = f"{context['organization'].slug}-{context['week']}"
     charts = []
@@ -108,12 +108,15 @@ def render_charts(context: Row) -> list[Row]:
         charts.append(
             {
                 "name": "monthly",
-                "title": (
-                    f"Visits and downloads per month, {month_name(monthly[0]['month'])} to "
-                    f"{month_name(monthly[-1]['month'])}"
+                "title": reader.gettext(
+                    "Visits and downloads per month, %(first)s to %(last)s",
+                    first=reader.month_name(monthly[0]["month"]),
+                    last=reader.month_name(monthly[-1]["month"]),
                 ),
-                "note": "Lighter bar: the current month, still being counted." if not monthly[-1]["complete"] else "",
-                "svg": monthly_chart(monthly, salt),
+                "note": reader.gettext("Lighter bar: the current month, still being counted.")
+                if not monthly[-1]["complete"]
+                else "",
+                "svg": monthly_chart(reader, monthly, salt),
             }
         )
     daily = context["series"]["daily"]
@@ -121,9 +124,13 @@ def render_charts(context: Row) -> list[Row]:
         charts.append(
             {
                 "name": "daily",
-                "title": f"Views and downloads gained per day, the 8 weeks to {date_text(daily[-1]['date'])}",
-                "note": "Darker bars: the last 7 days. No bar: not tracked yet, or nothing gained that day.",
-                "svg": daily_chart(daily, salt),
+                "title": reader.gettext(
+                    "Views and downloads gained per day, the 8 weeks to %(day)s", day=reader.day(daily[-1]["date"])
+                ),
+                "note": reader.gettext(
+                    "Darker bars: the last 7 days. No bar: not tracked yet, or nothing gained that day."
+                ),
+                "svg": daily_chart(reader, daily, salt),
             }
         )
     return charts

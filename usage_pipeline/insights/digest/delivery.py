@@ -17,6 +17,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import dagster as dg
 import yaml
 
 from usage_pipeline.files import write_atomically
@@ -68,35 +69,73 @@ class SmtpServer:
             client.send_message(message)
 
 
-def load_recipients(path: Path) -> dict[str, list[str]]:
-    """recipients.yaml: ``organizations: {<organization id or slug>: [address, ...]}``; no file: nobody."""
+def _read_recipients(path: Path) -> dict:
+    """recipients.yaml's mapping (empty without the file)."""
     if not path.exists():
         return {}
     try:
         content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise DeliveryError(f"{path}: not valid YAML ({error})") from None
-    organizations = content.get("organizations") if isinstance(content, dict) else None
+    if not isinstance(content, dict) or not ({"organizations", "alerts"} & set(content)):
+        raise DeliveryError(
+            f"{path}: expected `organizations:` mapping organization ids or slugs to addresses, and/or `alerts:` "
+            "listing the addresses of the discussion alerts"
+        )
+    return content
+
+
+def _addresses(value: object, where: str) -> list[str]:
+    addresses = [value] if isinstance(value, str) else value
+    if not isinstance(addresses, list) or not all(isinstance(a, str) and "@" in a for a in addresses):
+        raise DeliveryError(f"{where}: expected a list of e-mail addresses")
+    return [address.strip() for address in addresses]
+
+
+def load_recipients(path: Path) -> dict[str, list[str]]:
+    """recipients.yaml: ``organizations: {<organization id or slug>: [address, ...]}``; no file: nobody."""
+    organizations = _read_recipients(path).get("organizations") or {}
     if not isinstance(organizations, dict):
         raise DeliveryError(f"{path}: expected `organizations:` mapping organization ids or slugs to addresses")
-    recipients = {}
-    for key, addresses in organizations.items():
-        if isinstance(addresses, str):
-            addresses = [addresses]
-        if not isinstance(addresses, list) or not all(isinstance(a, str) and "@" in a for a in addresses):
-            raise DeliveryError(f"{path}, organization {key!r}: expected a list of e-mail addresses")
-        recipients[str(key)] = [address.strip() for address in addresses]
-    return recipients
+    return {str(key): _addresses(value, f"{path}, organization {key!r}") for key, value in organizations.items()}
 
 
-def build_message(sender: str, to: Sequence[str], subject: str, html: str, text: str) -> EmailMessage:
-    """A multipart/alternative message: the plain text first, the HTML page second (what clients prefer)."""
+def load_alert_recipients(path: Path) -> list[str]:
+    """recipients.yaml's ``alerts: [address, ...]``: who gets the discussion alerts by e-mail (none: nobody)."""
+    alerts = _read_recipients(path).get("alerts")
+    return _addresses(alerts, f"{path}, alerts") if alerts else []
+
+
+def build_message(sender: str, to: Sequence[str], subject: str, html: str | None, text: str) -> EmailMessage:
+    """A multipart/alternative message: the plain text first, the HTML page second (what clients prefer); plain
+    text only without ``html``."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, ", ".join(to), subject
     message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain=sender.split("@")[-1])
     message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    if html is not None:
+        message.add_alternative(html, subtype="html")
     return message
+
+
+class Mailer(dg.ConfigurableResource):
+    """Where digests and e-mail alerts are sent from: USAGE_SMTP_URL (none: no e-mail) and USAGE_SMTP_FROM."""
+
+    smtp_url: str | None = None
+    sender: str | None = None
+
+    def sender_for(self, server: SmtpServer) -> str:
+        """USAGE_SMTP_FROM, else an address at the server's host."""
+        return self.sender or f"usage-pipeline@{server.host}"
+
+
+def send_text(server: SmtpServer, sender: str, to: Sequence[str], subject: str, text: str) -> str | None:
+    """Send a plain-text message; None once the server accepted it, else what went wrong (never raises)."""
+    try:
+        server.send(build_message(sender, to, subject, None, text))
+    except (OSError, smtplib.SMTPException) as error:
+        return f"SMTP server {server.host}:{server.port}: {error}"
+    return None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Every figure and list of a digest, computed from the rows `queries.load_inputs` read: pure functions, no I/O."""
 
 import datetime as dt
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,13 +26,6 @@ PEOPLE_PER_DATASET = 3
 DEFAULT_PORTAL = "https://www.data.gouv.fr"
 
 Row = dict[str, Any]
-THEME_HINTS = {  # what each discussion theme covers, in the reader's words
-    "accessibility": "cannot get to the data: dead links, failing downloads or API",
-    "freshness": "data not up to date, questions about the next update",
-    "reliability": "wrong or doubtful values, inconsistencies, duplicates",
-    "usability": "format, encoding, meaning of columns, documentation",
-    "other": "thanks, requests for new data, licensing, anything else",
-}
 
 
 @dataclass(frozen=True)
@@ -91,16 +85,13 @@ def window_sum(per_day: dict[dt.date, tuple[float, float]], start: dt.date, end:
 
 
 def change(value: int | None, previous: int | None) -> Row:
-    """How ``value`` compares with ``previous``: short text (tables), sentence, direction (up, down, flat, none)."""
+    """How ``value`` compares with ``previous``: difference, ratio to ``previous`` (None from zero) and direction
+    (up, down, flat, or none when either is unknown); the reader's words come from `language.Reader.change_short`."""
     if value is None or previous is None:
-        return {"short": "not enough history yet", "text": "not enough history yet to compare", "direction": "none"}
-    diff = value - previous
-    if diff == 0:
-        return {"short": "no change", "text": "same as the 7 days before", "direction": "flat"}
-    sign = "+" if diff > 0 else "−"
-    short = f"{sign}{abs(diff):,}"
-    short += f" ({sign}{abs(diff) / previous:.0%})" if previous else " (none before)"
-    return {"short": short, "text": f"{short} vs the 7 days before", "direction": "up" if diff > 0 else "down"}
+        return {"difference": None, "ratio": None, "direction": "none"}
+    difference = value - previous
+    direction = "up" if difference > 0 else "down" if difference < 0 else "flat"
+    return {"difference": difference, "ratio": difference / previous if previous else None, "direction": direction}
 
 
 def counter_at(rows: list[Row], column: str, day: dt.date) -> int | None:
@@ -238,7 +229,7 @@ def theme_table(rows: Iterable[Row], report_date: dt.date) -> Row:
         {"theme": theme, "count": count[this_month], "previous": count[last_month]} for theme, count in counts.items()
     ]
     themes.sort(key=lambda row: (-row["count"], -row["previous"], row["theme"]))
-    return {"month": this_month, "previous_month": last_month, "rows": themes, "hints": THEME_HINTS}
+    return {"month": this_month, "previous_month": last_month, "rows": themes}
 
 
 def answer_summary(rows: Iterable[Row], report_date: dt.date) -> Row:
@@ -319,15 +310,8 @@ def reuse_problems(rows: Iterable[Row] | None, datasets: dict[str, Row], report_
         if _listed(row, datasets) and row.get("link_checked_at") is not None:
             checked.add(row["reuse_id"])
             if row.get("link_broken"):
-                author = f"the author ({row['owner_name']})" if row.get("owner_name") else "the author"
                 reuse = broken.setdefault(
-                    row["reuse_id"],
-                    {
-                        **row,
-                        "datasets": [],
-                        "checked_on": local_day(row["link_checked_at"]),
-                        "hint": f"Tell {author}, or remove the reuse from the dataset.",
-                    },
+                    row["reuse_id"], {**row, "datasets": [], "checked_on": local_day(row["link_checked_at"])}
                 )
                 if title not in reuse["datasets"]:
                     reuse["datasets"].append(title)
@@ -352,7 +336,7 @@ def survey_results(
             "responses": int(row["responses"] or 0),
             "mean_satisfaction": row.get("mean_satisfaction"),
             "satisfied_share": row.get("satisfied_share"),
-            "themes": row.get("top_needs_themes") or None,
+            "themes": theme_counts(row.get("top_needs_themes")),
             "last_response": local_day(row.get("last_response_at")),
         }
         for row in summary
@@ -378,6 +362,11 @@ def survey_results(
         "responses": sum(row["responses"] for row in rows),
         "last_response": max((row["last_response"] for row in rows if row["last_response"]), default=None),
     }
+
+
+def theme_counts(text: str | None) -> list[tuple[str, int]]:
+    """reporting.survey_summary.top_needs_themes (``usability (4), freshness (2)``) as (theme, count) pairs."""
+    return [(theme, int(count)) for theme, count in re.findall(r"(\w+) \((\d+)\)", text or "")]
 
 
 def window_figure(before: int | None, after: int | None, days_before: int | None, days_after: int | None) -> Row:
@@ -469,10 +458,14 @@ def people_to_talk_to(
                 "page_url": dataset.get("page_url"),
                 "people": [
                     {
-                        "name": row.get("name") or row.get("slug") or "(unnamed)",
+                        "name": row.get("name") or row.get("slug"),
                         "type": row.get("reuser_type") or "user",
                         "url": profile_url(base, row.get("reuser_type"), row.get("slug")),
-                        "why": row.get("why") or "",
+                        "reuses": int(row.get("reuses_published") or 0),
+                        "reuse_types": row.get("reuse_types"),
+                        "discussions": int(row.get("discussions_opened") or 0),
+                        "replies": int(row.get("replies_posted") or 0),
+                        "last_active": local_day(row.get("last_activity_at")),
                     }
                     for row in rows
                 ],

@@ -1,4 +1,4 @@
-"""How the digest writes numbers, dates and text: plain functions, used by the charts and the templates."""
+"""How the digest writes weeks, text and links: plain functions (numbers and dates: `language.Reader`)."""
 
 import datetime as dt
 import re
@@ -10,26 +10,6 @@ def week_label(day: dt.date) -> str:
     """The ISO week containing ``day``, as ``YYYY-Www``."""
     year, week, _ = day.isocalendar()
     return f"{year}-W{week:02d}"
-
-
-def number(value: float | None, digits: int = 0) -> str:
-    """``12,345`` (or ``12.5``); an em dash for no value."""
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
-def percent(value: float | None) -> str:
-    """A share as ``75%``; an em dash for no value."""
-    return "—" if value is None else f"{value:.0%}"
-
-
-def date_text(value: dt.date | dt.datetime | None) -> str:
-    """``20 Nov 2026``."""
-    return "—" if value is None else f"{value.day} {value:%b %Y}"
-
-
-def month_name(value: str) -> str:
-    """``2026-11`` as ``November 2026``."""
-    return dt.date.fromisoformat(f"{value}-01").strftime("%B %Y")
 
 
 def shorten(text: str | None, limit: int) -> str:

@@ -44,7 +44,10 @@ _OPTIONAL = {  # optional reporting tables and the columns the digest reads from
     "event_impact": ("event_date", "title", "kind", "dataset_id", "views_before", "views_after", "downloads_before",
                      "downloads_after", "discussions_before", "discussions_after", "reuses_before", "reuses_after",
                      "days_observed_before", "days_observed_after"),
-    "interview_candidates": ("dataset_id", "rank", "reuser_type", "name", "slug", "why"),
+    "interview_candidates": (
+        "dataset_id", "rank", "reuser_type", "name", "slug",
+        "reuses_published", "reuse_types", "discussions_opened", "replies_posted", "last_activity_at",
+    ),
 }  # fmt: skip
 
 

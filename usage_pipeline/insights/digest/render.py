@@ -1,12 +1,15 @@
-"""The digest's pages: Jinja2 templates (templates/) rendered to HTML (escaped, charts inline) and Markdown."""
+"""The digest's pages: Jinja2 templates (templates/) rendered to HTML (escaped, charts inline) and Markdown, in the
+reader's language (Jinja2's i18n extension on the gettext catalogs of `language`)."""
 
+import functools
 from pathlib import Path
 
 import jinja2
 from markupsafe import Markup, escape
 
 from usage_pipeline.insights.digest.figures import Row
-from usage_pipeline.insights.digest.formatting import date_text, md_text, md_url, month_name, number, percent, safe_url
+from usage_pipeline.insights.digest.formatting import md_text, md_url, safe_url
+from usage_pipeline.insights.language import Reader
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -17,37 +20,86 @@ def inline_svg(document: str, label: str) -> Markup:
     return Markup(element.replace("<svg ", f'<svg role="img" aria-label="{escape(label)}" ', 1))
 
 
-def _environment(autoescape: bool) -> jinja2.Environment:
-    environment = jinja2.Environment(
+def activity(reader: Reader, person: Row) -> str:
+    """What a reuser did with a dataset, in words: ``published 2 reuses (api); last active 3 Nov 2026``."""
+    parts = []
+    if person["reuses"]:
+        types = ", ".join(reader.reuse_type(code.strip()) for code in (person["reuse_types"] or "").split(","))
+        parts.append(
+            reader.ngettext("published %(num)s reuse (%(types)s)", "published %(num)s reuses (%(types)s)",
+                            person["reuses"], types=types)
+        )  # fmt: skip
+    if person["discussions"]:
+        parts.append(reader.ngettext("opened %(num)s discussion", "opened %(num)s discussions", person["discussions"]))
+    if person["replies"]:
+        parts.append(reader.ngettext("posted %(num)s reply", "posted %(num)s replies", person["replies"]))
+    if person["last_active"]:
+        parts.append(reader.gettext("last active %(day)s", day=reader.day(person["last_active"])))
+    return reader.gettext("; ").join(parts)  # French puts a space before the semicolon
+
+
+def theme_counts(reader: Reader, counts: list[tuple[str, int]]) -> str:
+    """``Usability (4), Freshness (2)``, or an em dash."""
+    return ", ".join(f"{reader.theme(theme)} ({reader.number(count)})" for theme, count in counts) or "—"
+
+
+@functools.cache
+def environment(reader: Reader, autoescape: bool) -> jinja2.Environment:
+    """The templates' environment for ``reader``: its gettext catalog, number and date formats."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
-    environment.filters.update(
-        number=number,
-        percent=percent,
-        day=date_text,
-        month_name=month_name,
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(reader.translations, newstyle=True)  # type: ignore[attr-defined]
+    env.filters.update(
+        number=reader.number,
+        signed=reader.signed,
+        percent=reader.percent,
+        day=reader.day,
+        days=reader.days,
+        month_name=reader.month_name,
+        theme=reader.theme,
+        theme_hint=reader.theme_hint,
+        reuse_type=reader.reuse_type,
+        reuser_type=reader.reuser_type,
+        change_short=reader.change_short,
+        change_text=reader.change_text,
         safe_url=safe_url,
         md=md_text,
         md_url=md_url,
     )
-    return environment
+    env.globals.update(
+        language=reader.language,
+        activity=functools.partial(activity, reader),
+        theme_counts=functools.partial(theme_counts, reader),
+    )
+    return env
 
 
-_HTML = _environment(autoescape=True)
-_MARKDOWN = _environment(autoescape=False)
+def _top_tables(reader: Reader, context: Row) -> list[tuple]:
+    """The two top-datasets tables: key, heading, column header, text when empty, rows."""
+    return [
+        ("views", reader.gettext("Most viewed"), reader.gettext("Views, last 7 days"),
+         reader.gettext("No views recorded this week."), context["top_views"]),
+        ("downloads", reader.gettext("Most downloaded"), reader.gettext("Downloads, last 7 days"),
+         reader.gettext("No downloads recorded this week."), context["top_downloads"]),
+    ]  # fmt: skip
 
 
-def render_html(context: Row, charts: list[Row]) -> str:
+def render_html(reader: Reader, context: Row, charts: list[Row]) -> str:
     """The HTML digest, charts inline."""
     inline = [{**chart, "element": inline_svg(chart["svg"], chart["title"])} for chart in charts]
-    return _HTML.get_template("digest.html.j2").render(**context, charts=inline)
+    template = environment(reader, autoescape=True).get_template("digest.html.j2")
+    return template.render(**context, charts=inline, top_tables=_top_tables(reader, context))
 
 
-def render_markdown(context: Row, charts: list[Row]) -> str:
+def render_markdown(reader: Reader, context: Row, charts: list[Row]) -> str:
     """The Markdown digest; each chart has a ``file`` it links to."""
-    return _MARKDOWN.get_template("digest.md.j2").render(**context, charts=charts)
+    template = environment(reader, autoescape=False).get_template("digest.md.j2")
+    return template.render(**context, charts=charts, top_tables=_top_tables(reader, context))
