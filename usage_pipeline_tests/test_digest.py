@@ -420,12 +420,17 @@ def test_files_per_organization_and_iso_week(published: Path, tmp_path: Path) ->
     paths = asset.write_digests(published, reports, REPORT_DATE, PARIS, "en")
     assert {path.name for path in paths} == {
         "ville-de-test-2026-W47.html",
+        "ville-de-test-2026-W47.email.html",
         "ville-de-test-2026-W47.md",
         "ville-de-test-2026-W47-monthly.svg",
+        "ville-de-test-2026-W47-monthly.png",
         "ville-de-test-2026-W47-daily.svg",
+        "ville-de-test-2026-W47-daily.png",
         "region-exemple-2026-W47.html",
+        "region-exemple-2026-W47.email.html",
         "region-exemple-2026-W47.md",
         "region-exemple-2026-W47-daily.svg",  # no monthly figures for this one: no monthly chart
+        "region-exemple-2026-W47-daily.png",
     }
     assert sorted(path.name for path in reports.iterdir()) == sorted(path.name for path in paths)
     assert formatting.week_label(dt.date(2027, 1, 1)) == "2026-W53"  # the ISO year, not the calendar year
@@ -666,7 +671,7 @@ def test_the_asset_emails_each_digest_once_a_week(
         "locale": asset.ReaderLocale(timezone=PARIS, language="en"),
         "mailer": asset.Mailer(smtp_url=f"smtp://{server.host}:{server.port}", sender="usage@ville.fr"),
     }
-    page = tmp_path / "published" / "reports" / "ville-de-test-2026-W47.html"
+    page = tmp_path / "published" / "reports" / "ville-de-test-2026-W47.email.html"
     pages = []
     for day in (REPORT_DATE, REPORT_DATE + dt.timedelta(days=1)):  # two runs in the same ISO week
         result = dg.materialize([asset.weekly_digest], tags=day_range_tags(["ds-a1"], day), resources=resources)
@@ -677,6 +682,15 @@ def test_the_asset_emails_each_digest_once_a_week(
     assert to == ["cdo@ville.fr"] and message["Subject"] == "Ville de Test: usage of your datasets, week 2026-W47"
     html = message.get_body(("html",)).get_content().replace("\r\n", "\n")  # SMTP lines end in CRLF
     assert html == pages[0] != pages[1]  # the week's first digest; the page is rewritten, not sent again
+    # Its charts are PNG images attached to the page (mail clients show no SVG), each where the page points.
+    images = [part for part in message.walk() if part.get_content_type() == "image/png"]
+    assert sorted(part.get_filename() for part in images) == [
+        "ville-de-test-2026-W47-daily.png",
+        "ville-de-test-2026-W47-monthly.png",
+    ]
+    for part in images:
+        assert part["Content-ID"].strip("<>") in html and part.get_content().startswith(b"\x89PNG")
+    assert "<svg" not in html and message.get_body(("html",)).get_content_type() == "text/html"
     assert check.metadata["already_sent"].value == ["ville-de-test 2026-W47"]
     assert check.metadata["without_recipient"].value == ["region-exemple"]
 

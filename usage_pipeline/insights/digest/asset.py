@@ -1,6 +1,7 @@
 """The weekly digest asset: every organization's HTML and Markdown pages and their charts, written atomically."""
 
 import datetime as dt
+import glob
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from usage_pipeline.warehouse import set_time_zone
 
 DIGEST_KEY = dg.AssetKey(["published", "weekly_digest"])
 DIGEST_EMAILED = "digest_emailed"
+EMAIL_SUFFIX = ".email.html"  # the page the e-mail carries: its charts as attached PNG images
 
 
 def file_stem(organization: Organization, report_date: dt.date) -> str:
@@ -62,11 +64,19 @@ def write_digests(
         for organization in load_organizations(conn):
             context = build_context(load_inputs(conn, organization, report_date), report_date)
             stem = file_stem(organization, report_date)
-            charts = [{**chart, "file": f"{stem}-{chart['name']}.svg"} for chart in render_charts(words, context)]
+            charts = [
+                {**chart, "file": f"{stem}-{chart['name']}.svg", "image": f"{stem}-{chart['name']}.png"}
+                for chart in render_charts(words, context)
+            ]
             for chart in charts:
                 write_atomically(reports_dir / chart["file"], chart["svg"])
-                written.append(reports_dir / chart["file"])
-            pages = ((".html", render_html(words, context, charts)), (".md", render_markdown(words, context, charts)))
+                write_atomically(reports_dir / chart["image"], chart["png"])
+                written += [reports_dir / chart["file"], reports_dir / chart["image"]]
+            pages = (
+                (".html", render_html(words, context, charts)),
+                (EMAIL_SUFFIX, render_html(words, context, charts, for_email=True)),
+                (".md", render_markdown(words, context, charts)),
+            )
             for suffix, text in pages:
                 write_atomically(reports_dir / f"{stem}{suffix}", text)
                 written.append(reports_dir / f"{stem}{suffix}")
@@ -84,8 +94,9 @@ def digests_written(published_db: Path, reports_dir: Path, report_date: dt.date,
         subject = words.gettext(
             "%(organization)s: usage of your datasets, week %(week)s", organization=organization.name, week=week
         )
-        html, markdown = reports_dir / f"{stem}.html", reports_dir / f"{stem}.md"
-        digests.append(Digest(organization.id, organization.slug, week, subject, html, markdown))
+        html, markdown = reports_dir / f"{stem}{EMAIL_SUFFIX}", reports_dir / f"{stem}.md"
+        images = tuple(sorted(reports_dir.glob(f"{glob.escape(stem)}-*.png")))
+        digests.append(Digest(organization.id, organization.slug, week, subject, html, markdown, images))
     return digests
 
 
@@ -138,8 +149,9 @@ def email_digests(
     ],
     description=(
         "A weekly digest per organization for the producer's team, readable without any tool: $USAGE_DATA_DIR/"
-        "published/reports/<organization slug>-<ISO year>-W<week>.html (charts inline, no external asset, "
-        "e-mailable) and .md (with the <...>-<chart>.svg charts beside it). Headline figures of the last 7 "
+        "published/reports/<organization slug>-<ISO year>-W<week>.html (charts inline, no external asset), "
+        ".md (with the <...>-<chart>.svg charts beside it) and .email.html (the page e-mailed, its charts the "
+        "<...>-<chart>.png images attached to the message), in USAGE_LANGUAGE. Headline figures of the last 7 "
         "days, monthly and daily trends, top datasets, questions waiting for an answer, new reuses, reuses "
         "whose address is broken or removed this week, themes and answer times, and when their tables are "
         "published: survey results, community events of the last 90 days and reusers to interview. "

@@ -1,4 +1,5 @@
-"""The digest's charts as SVG documents, drawn by matplotlib's non-interactive SVG backend (no pyplot, no GUI)."""
+"""The digest's charts, drawn by matplotlib without pyplot or GUI: SVG documents for the pages, PNG images for the
+e-mails (most mail clients, Outlook and Gmail among them, show no SVG)."""
 
 import datetime as dt
 import io
@@ -49,8 +50,15 @@ def _svg(figure: Figure, salt: str) -> str:
     return buffer.getvalue()
 
 
-def monthly_chart(reader: Reader, monthly: list[Row], salt: str) -> str:
-    """Bars of the monthly visits and downloads (the current, partial month lighter), as an SVG document."""
+def _png(figure: Figure) -> bytes:
+    """The figure as a PNG image at twice the screen resolution (sharp on high-density screens)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=144, metadata={"Software": None}, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def monthly_chart(reader: Reader, monthly: list[Row]) -> Figure:
+    """Bars of the monthly visits and downloads (the current, partial month lighter)."""
     with mpl.rc_context(_RC):
         figure = Figure(figsize=(7.2, 4.0), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
@@ -72,11 +80,11 @@ def monthly_chart(reader: Reader, monthly: list[Row], salt: str) -> str:
             axes.bar_label(bars, labels=values, fontsize=7, color=_MUTED, padding=2)
             axes.margins(y=0.2)
         bottom.set_xticks(list(positions), ticks)
-        return _svg(figure, f"{salt}-monthly")
+        return figure
 
 
-def daily_chart(reader: Reader, daily: list[Row], salt: str) -> str:
-    """Bars of the views and downloads gained per day (the last 7 days darker), as an SVG document."""
+def daily_chart(reader: Reader, daily: list[Row]) -> Figure:
+    """Bars of the views and downloads gained per day (the last 7 days darker)."""
     with mpl.rc_context(_RC):
         figure = Figure(figsize=(7.2, 4.0), layout="constrained")
         top, bottom = figure.subplots(2, 1, sharex=True)
@@ -96,11 +104,11 @@ def daily_chart(reader: Reader, daily: list[Row], salt: str) -> str:
         mondays = [day for day in days if day.weekday() == 0]
         bottom.set_xticks(mondays, [reader.short_day(day) for day in mondays])
         bottom.set_xlim(days[0] - dt.timedelta(days=1), days[-1] + dt.timedelta(days=1))
-        return _svg(figure, f"{salt}-daily")
+        return figure
 
 
 def render_charts(reader: Reader, context: Row) -> list[Row]:
-    """The digest's charts: name, title, note and SVG document; a chart without data is left out."""
+    """The digest's charts: name, title, note, SVG document and PNG image; a chart without data is left out."""
     salt = f"{context['organization'].slug}-{context['week']}"
     charts = []
     monthly = context["series"]["monthly"]
@@ -116,7 +124,7 @@ def render_charts(reader: Reader, context: Row) -> list[Row]:
                 "note": reader.gettext("Lighter bar: the current month, still being counted.")
                 if not monthly[-1]["complete"]
                 else "",
-                "svg": monthly_chart(reader, monthly, salt),
+                "figure": monthly_chart(reader, monthly),
             }
         )
     daily = context["series"]["daily"]
@@ -130,7 +138,11 @@ def render_charts(reader: Reader, context: Row) -> list[Row]:
                 "note": reader.gettext(
                     "Darker bars: the last 7 days. No bar: not tracked yet, or nothing gained that day."
                 ),
-                "svg": daily_chart(reader, daily, salt),
+                "figure": daily_chart(reader, daily),
             }
         )
+    for chart in charts:
+        figure = chart.pop("figure")
+        with mpl.rc_context(_RC):
+            chart["svg"], chart["png"] = _svg(figure, f"{salt}-{chart['name']}"), _png(figure)
     return charts

@@ -21,6 +21,7 @@ import dagster as dg
 import yaml
 
 from usage_pipeline.files import write_atomically
+from usage_pipeline.insights.digest.render import content_id
 
 SENT_FILE = "sent.json"
 TIMEOUT = 30.0
@@ -106,15 +107,20 @@ def load_alert_recipients(path: Path) -> list[str]:
     return _addresses(alerts, f"{path}, alerts") if alerts else []
 
 
-def build_message(sender: str, to: Sequence[str], subject: str, html: str | None, text: str) -> EmailMessage:
-    """A multipart/alternative message: the plain text first, the HTML page second (what clients prefer); plain
-    text only without ``html``."""
+def build_message(
+    sender: str, to: Sequence[str], subject: str, html: str | None, text: str, images: Sequence[Path] = ()
+) -> EmailMessage:
+    """A multipart/alternative message: the plain text first, the HTML page second (what clients prefer), with
+    ``images`` (PNG files) attached to the page under their `render.content_id`; plain text only without ``html``."""
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, ", ".join(to), subject
     message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain=sender.split("@")[-1])
     message.set_content(text)
     if html is not None:
         message.add_alternative(html, subtype="html")
+        page = message.get_payload()[-1]
+        for image in images:
+            page.add_related(image.read_bytes(), "image", "png", cid=f"<{content_id(image.name)}>", filename=image.name)
     return message
 
 
@@ -144,8 +150,9 @@ class Digest:
     organization_slug: str
     week: str  # ISO week, e.g. 2026-W48
     subject: str
-    html: Path
-    markdown: Path
+    html: Path  # the page e-mailed
+    markdown: Path  # its plain-text part
+    images: tuple[Path, ...] = ()  # the PNG charts the page shows
 
 
 @dataclass
@@ -171,7 +178,7 @@ def deliver(digests: Sequence[Digest], recipients: dict[str, list[str]], server:
         else:
             html, text = digest.html.read_text(encoding="utf-8"), digest.markdown.read_text(encoding="utf-8")
             try:
-                server.send(build_message(sender, to, digest.subject, html, text))
+                server.send(build_message(sender, to, digest.subject, html, text, digest.images))
             except (OSError, smtplib.SMTPException) as error:
                 outcome.failed.append(f"{label}: {error}")
                 continue

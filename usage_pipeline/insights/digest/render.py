@@ -92,9 +92,28 @@ def _top_tables(reader: Reader, context: Row) -> list[tuple]:
     ]  # fmt: skip
 
 
-def render_html(reader: Reader, context: Row, charts: list[Row]) -> str:
-    """The HTML digest, charts inline."""
-    inline = [{**chart, "element": inline_svg(chart["svg"], chart["title"])} for chart in charts]
+def content_id(image_file: str) -> str:
+    """The Content-ID an e-mail gives the image ``image_file`` (``cid:`` links point to it)."""
+    return f"{image_file}@usage-pipeline"
+
+
+def email_image(image_file: str, label: str) -> Markup:
+    """An ``<img>`` showing the image attached to the e-mail under `content_id`."""
+    return Markup(f'<img src="cid:{escape(content_id(image_file))}" alt="{escape(label)}" width="720">')
+
+
+def render_html(reader: Reader, context: Row, charts: list[Row], *, for_email: bool = False) -> str:
+    """The HTML digest, charts inline as SVG; ``for_email``: as images attached to the e-mail (their ``image``
+    file), which mail clients show where they show no SVG."""
+    inline = [
+        {
+            **chart,
+            "element": email_image(chart["image"], chart["title"])
+            if for_email
+            else inline_svg(chart["svg"], chart["title"]),
+        }
+        for chart in charts
+    ]
     template = environment(reader, autoescape=True).get_template("digest.html.j2")
     return template.render(**context, charts=inline, top_tables=_top_tables(reader, context))
 
