@@ -401,6 +401,7 @@ def pipeline_env(source: Path, url: str, organizations: list[str], home: Path, t
             "DAGSTER_HOME": str(home / "dagster_home"),
             "USAGE_START_DATE": (today - dt.timedelta(days=7)).isoformat(),
             "USAGE_LINK_CHECKS": "0",  # the others do not check reuse sites either
+            "USAGE_LEAD_SOURCES": "",  # nor search GitHub or HAL
         }
     )
 

@@ -75,7 +75,8 @@ class RefreshOutcome:
     gone: list[str] = field(default_factory=list)
     entries_not_active: list[str] = field(default_factory=list)
     not_fetched: list[str] = field(default_factory=list)
-    producer_file_problems: list[str] = field(default_factory=list)  # rows of the producer's files left out
+    # what failed warning checks said: rows of the producer's files left out, lead sources that failed
+    producer_file_problems: list[str] = field(default_factory=list)
 
 
 def dagster_instance(settings: Settings) -> dg.DagsterInstance:

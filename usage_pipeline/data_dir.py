@@ -66,6 +66,10 @@ class DataDir(dg.ConfigurableResource):
         return self.root / "recipients.yaml"
 
     @property
+    def reuse_lead_statuses_file(self) -> Path:
+        return self.root / "reuse_leads_status.csv"
+
+    @property
     def theme_corrections_file(self) -> Path:
         return self.root / "theme_corrections.csv"
 

@@ -17,6 +17,8 @@ from usage_pipeline.ingest.theme_corrections import theme_corrections
 from usage_pipeline.insights.alerts import DiscussionAlerts, discussion_alerts, discussion_alerts_email
 from usage_pipeline.insights.digest.asset import ReaderLocale, weekly_digest
 from usage_pipeline.insights.digest.delivery import Mailer
+from usage_pipeline.leads.asset import LeadFinder, reuse_leads
+from usage_pipeline.leads.statuses import reuse_lead_statuses
 from usage_pipeline.model_catalog import all_models
 from usage_pipeline.models import build_transform_asset
 from usage_pipeline.own_portals.assets import own_portal_snapshot
@@ -49,6 +51,15 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         ),
         "data_dir": settings.paths,
         "link_checker": ReuseLinkChecker(enabled=settings.link_checks),
+        # The token is a secret: read from the environment, the UI shows the variable's name.
+        "lead_finder": LeadFinder(
+            sources=list(settings.lead_sources),
+            github_api_url=settings.github_api_url,
+            github_token=dg.EnvVar("USAGE_GITHUB_TOKEN") if settings.github_token else None,
+            hal_api_url=settings.hal_api_url,
+            portal_url=settings.portal_url,
+            timeout=settings.http_timeout,
+        ),
         "alerts": DiscussionAlerts(
             webhook_url=settings.alert_webhook_url,
             answer_sla_days=settings.answer_sla_days,
@@ -68,6 +79,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         community_events,
         theme_corrections,
         reuse_link_checks,
+        reuse_leads,
+        reuse_lead_statuses,
         survey_responses,
         own_portal_snapshot,
         build_transform_asset(models, lambda model: reporting_checks(model) if model.schema == "reporting" else []),

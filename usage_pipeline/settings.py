@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.insights.language import DEFAULT_LANGUAGE, LanguageError, check_language
 
+LEAD_SOURCES = ("github", "hal", "portal")  # usage_pipeline/leads/
+
 
 class SettingsError(ValueError):
     """A USAGE_* variable holds a value the pipeline cannot use."""
@@ -71,6 +73,19 @@ def _language(value: str) -> str:
         raise SettingsError(str(error)) from None
 
 
+def _lead_sources(value: str | None, github_token: bool) -> tuple[str, ...]:
+    """USAGE_LEAD_SOURCES: comma-separated names; unset, every source configured (github needs its token)."""
+    if value is None:
+        return tuple(name for name in LEAD_SOURCES if name != "github" or github_token)
+    names = _split_list(value)
+    unknown = [name for name in names if name not in LEAD_SOURCES]
+    if unknown:
+        raise SettingsError(f"USAGE_LEAD_SOURCES names {unknown}: use some of {', '.join(LEAD_SOURCES)} (or nothing)")
+    if "github" in names and not github_token:
+        raise SettingsError("USAGE_LEAD_SOURCES names github but USAGE_GITHUB_TOKEN is not set (code search needs it)")
+    return names
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -94,6 +109,10 @@ class Settings:
     language: str = DEFAULT_LANGUAGE
     smtp_url: str | None = field(default=None, repr=False)  # may hold a password
     smtp_from: str | None = None
+    lead_sources: tuple[str, ...] = ()  # reuse lead sources that run (USAGE_LEAD_SOURCES)
+    github_token: str | None = field(default=None, repr=False)
+    github_api_url: str = "https://api.github.com"
+    hal_api_url: str = "https://api.archives-ouvertes.fr"
 
     def __post_init__(self) -> None:
         # Resolved once, here: Dagster, Great Expectations and the demo may run from another working directory.
@@ -142,4 +161,8 @@ class Settings:
             language=_language(env.get("USAGE_LANGUAGE", "").strip().lower() or defaults.language),
             smtp_url=env.get("USAGE_SMTP_URL", "").strip() or None,
             smtp_from=env.get("USAGE_SMTP_FROM", "").strip() or None,
+            lead_sources=_lead_sources(env.get("USAGE_LEAD_SOURCES"), bool(env.get("USAGE_GITHUB_TOKEN", "").strip())),
+            github_token=env.get("USAGE_GITHUB_TOKEN", "").strip() or None,
+            github_api_url=env.get("USAGE_GITHUB_API_URL", "").strip().rstrip("/") or defaults.github_api_url,
+            hal_api_url=env.get("USAGE_HAL_API_URL", "").strip().rstrip("/") or defaults.hal_api_url,
         )

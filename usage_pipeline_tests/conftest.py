@@ -167,6 +167,7 @@ def portal_environment(
         "USAGE_DATA_DIR": str(data_dir),
         "USAGE_START_DATE": START_DATE.isoformat(),
         "USAGE_LINK_CHECKS": "0",
+        "USAGE_LEAD_SOURCES": "",  # no lead search outside (test_reuse_leads.py runs them on local servers)
     }
 
 

@@ -65,6 +65,8 @@ class World:
     # Injected faults, for tests: endpoint label (optionally ":<a path segment or query value>") -> HTTP status,
     # e.g. {"discussions": 500} or {"reuses:<dataset id>": 503}.
     failing: dict[str, int] = field(default_factory=dict)
+    # Reuses listed by the portal but linked to no followed dataset (their own "datasets" refs, if any).
+    unlinked_reuses: list[dict] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _metrics_index: tuple[int, dict[str, list[dict]]] = field(default=(-1, {}), repr=False, compare=False)
 
@@ -297,8 +299,17 @@ def _discussions(request: _Request) -> dict:
     return _pager(request, found, page, page_size, render)
 
 
+def _text_match(query: str, text: str) -> bool:
+    """udata's `q`: every quoted phrase in ``text``, or (without any) one of its words, case-insensitive."""
+    text, quoted = text.lower(), [phrase.lower() for phrase in re.findall(r'"([^"]+)"', query)]
+    if quoted:
+        return all(phrase in text for phrase in quoted)
+    return any(word in text for word in query.lower().split())
+
+
 def _reuses(request: _Request) -> dict:
-    """Visible reuses, newest first (`sort=created`: oldest first); `dataset=` keeps those attached to that dataset."""
+    """Visible reuses, newest first (`sort=created`: oldest first); `dataset=` keeps those attached to that dataset,
+    `q` those whose title or description holds its quoted phrases (or one of its words), like udata's text search."""
     page, page_size = _paging(request)
     sort = request.value("sort") or "-created"
     if sort not in ("created", "-created"):
@@ -311,12 +322,17 @@ def _reuses(request: _Request) -> dict:
         for reuse in entry["reuses"]:
             reuses.setdefault(reuse["id"], reuse)
             attached.setdefault(reuse["id"], []).append(dataset_id)
+    for reuse in world.unlinked_reuses:
+        reuses.setdefault(reuse["id"], reuse)
+        attached.setdefault(reuse["id"], [])
+    text = request.value("q")
     selected = [
         reuse
         for reuse_id, reuse in reuses.items()
         if not reuse.get("private")
         and not reuse.get("deleted")
         and (not dataset_ids or any(dataset_id in dataset_ids for dataset_id in attached[reuse_id]))
+        and (not text or _text_match(text, f"{reuse.get('title') or ''} {reuse.get('description') or ''}"))
     ]
     selected.sort(key=lambda reuse: (reuse.get("created_at") or "", reuse["id"]), reverse=sort.startswith("-"))
 
@@ -328,7 +344,7 @@ def _reuses(request: _Request) -> dict:
     def render(reuse: dict) -> dict:
         return {
             **reuse,
-            "datasets": [dataset_ref(dataset_id) for dataset_id in attached[reuse["id"]]],
+            "datasets": [dataset_ref(dataset_id) for dataset_id in attached[reuse["id"]]] or reuse.get("datasets", []),
             "owner": reuse.get("owner"),
             "uri": f"{request.base_url}/api/1/reuses/{reuse['slug']}/",
             "page": f"{request.base_url}/reuses/{reuse['slug']}/",

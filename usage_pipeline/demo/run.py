@@ -20,6 +20,7 @@ import duckdb
 from usage_pipeline import cli
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.demo.ckan_server import CkanServer, CkanWorld, generate_ckan_world
+from usage_pipeline.demo.lead_servers import GitHubServer, HalServer, citing_works
 from usage_pipeline.demo.mail_server import MailCatcher
 from usage_pipeline.demo.ods_server import DEMO_ANALYTICS_KEY, OdsServer, OdsWorld, generate_ods_world
 from usage_pipeline.demo.portal_server import PortalServer, World
@@ -42,6 +43,7 @@ ODS_DOMAIN = "data.exemple-metropole.fr"
 CKAN_DOMAIN = "ckan.exemple-region.fr"
 ODS_KEY_VARIABLE = "DEMO_ODS_KEY"
 DEMO_PSEUDONYM_SALT = "demo-only-salt: set your own secret USAGE_PSEUDONYM_SALT"
+DEMO_GITHUB_TOKEN = "demo-github-token"  # the local GitHub stand-in accepts only this one
 
 
 def host_reuse_sites(world: World, base_url: str) -> None:
@@ -105,6 +107,13 @@ def print_highlights(database: Path) -> None:
             GROUP BY datasets.title HAVING views > 0 ORDER BY views DESC LIMIT 5
             """
         ).fetchall()
+        leads = conn.execute(
+            "SELECT source, title, url, dataset_title FROM reporting.reuse_leads WHERE status = 'new' "
+            "ORDER BY source, url"
+        ).fetchall()
+    print(f"\nReuses nobody declared, to invite their authors ({len(leads)} found; reporting.reuse_leads):")
+    for source, title, url, dataset in leads[:6]:
+        print(f"  {source:<7} {title}  cites {dataset}\n          {url}")
     print("\nQuestions waiting for an answer (oldest first):")
     for days, dataset, title, url in waiting:
         print(f"  {days:>4} days  {title}  ({dataset})\n             {url}")
@@ -134,10 +143,16 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
         ods_server = servers.enter_context(OdsServer(ods))
         ckan_server = servers.enter_context(CkanServer(ckan))
         hook = servers.enter_context(WebhookReceiver())
+        repositories, documents, unlinked = citing_works(world)
+        world.unlinked_reuses.extend(unlinked)
+        github = servers.enter_context(GitHubServer(repositories, token=DEMO_GITHUB_TOKEN))
+        hal = servers.enter_context(HalServer(documents))
         mail = servers.enter_context(MailCatcher(absolute(data_dir) / "outbox"))
         print(f"demo portal (udata API v1 + metrics API) on {server.url}, organizations: {', '.join(organizations)}")
         print(f"own portals: Opendatasoft on {ods_server.url}, CKAN on {ckan_server.url}; alert webhook on {hook.url}")
         print(f"SMTP server for the digest e-mails on {mail.url}")
+        print(f"lead sources: GitHub's search API on {github.url}, HAL's on {hal.url}, the portal's reuse search")
+        os.environ["USAGE_GITHUB_TOKEN"] = DEMO_GITHUB_TOKEN  # the resource reads it from the environment
         os.environ["USAGE_SMTP_URL"] = mail.url  # the resource reads it from the environment, as in production
         host_reuse_sites(world, server.url)
         settings = Settings(
@@ -149,6 +164,10 @@ def run_demo(data_dir: Path, *, days: int = 3, seed: int = 0) -> None:
             alert_webhook_url=hook.url,
             smtp_url=mail.url,
             smtp_from="usage-pipeline@demo.example.fr",
+            lead_sources=("github", "hal", "portal"),
+            github_token=DEMO_GITHUB_TOKEN,
+            github_api_url=github.url,
+            hal_api_url=hal.url,
         )
         paths = settings.paths
         write_portals_yaml(paths, ods_server.url, ckan_server.url)

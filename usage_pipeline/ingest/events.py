@@ -3,22 +3,13 @@
 import datetime as dt
 import re
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
-from dagster_duckdb import DuckDBResource
 
-from usage_pipeline.data_dir import DataDir
-from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.ingest.producer_csv import (
-    ProducerFileError,
-    create_table,
-    read_rows,
-    replace_rows,
-    unreadable_file_results,
-)
-from usage_pipeline.warehouse import Column, table_schema
+from usage_pipeline.ingest.producer_csv import ProducerFile, ProducerFileError, build_file_asset, read_rows
+from usage_pipeline.warehouse import Column
 
 EVENTS_KEY = dg.AssetKey(["raw", "community_events"])
 EVENTS_TABLE = "raw.community_events"
@@ -81,35 +72,17 @@ def parse_events(path: Path, known_datasets: set[str]) -> list[Event]:
     return events
 
 
-@dg.asset(
+EVENTS_FILE = ProducerFile(
     key=EVENTS_KEY,
-    deps=[RAW_SNAPSHOT_KEY],
+    path_of=attrgetter("events_file"),
+    table=EVENTS_TABLE,
     description=EVENTS_DESCRIPTION,
-    group_name="raw",
-    pool=WAREHOUSE_POOL,
-    kinds={"python", "duckdb", "csv"},
-    check_specs=[dg.AssetCheckSpec(EVENTS_FILE_VALID, asset=EVENTS_KEY, description="events.csv is well-formed")],
-    metadata={"dagster/column_schema": table_schema(EVENTS_COLUMNS)},
+    columns=EVENTS_COLUMNS,
+    check_name=EVENTS_FILE_VALID,
+    noun="event × dataset rows",
+    known_sql="SELECT DISTINCT dataset_id FROM raw.dataset_snapshots",
+    parse=lambda path, known: (parse_events(path, known), []),  # a malformed row rejects the whole file
 )
-def community_events(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
-    """Load events.csv whole into raw.community_events; a malformed file keeps the previous events."""
-    events_file = data_dir.events_file
-    with warehouse.get_connection() as conn:
-        create_table(conn, EVENTS_TABLE, EVENTS_DESCRIPTION, EVENTS_COLUMNS)
-        known = {row[0] for row in conn.execute("SELECT DISTINCT dataset_id FROM raw.dataset_snapshots").fetchall()}
-        try:
-            events = parse_events(events_file, known) if events_file.exists() else []
-        except ProducerFileError as error:
-            context.log.warning(f"{error}; the previous events are kept")
-            yield from unreadable_file_results(EVENTS_FILE_VALID, error)
-            return
-        frame = pl.DataFrame(
-            [event.__dict__ for event in events],
-            schema={"event_date": pl.Date, "title": pl.String, "kind": pl.String, "dataset_id": pl.String,
-                    "source_row": pl.Int32},
-            orient="row",
-        )  # fmt: skip
-        replace_rows(conn, EVENTS_TABLE, frame)
-    context.log.info(f"{len(events)} event × dataset rows from {events_file}")
-    yield dg.MaterializeResult(metadata={"dagster/row_count": len(events)})
-    yield dg.AssetCheckResult(check_name=EVENTS_FILE_VALID, passed=True, severity=dg.AssetCheckSeverity.WARN)
+
+
+community_events = build_file_asset(EVENTS_FILE, "events.csv is well-formed")

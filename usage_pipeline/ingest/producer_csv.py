@@ -2,15 +2,20 @@
 one whole into its raw table at each run."""
 
 import csv
+import dataclasses
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 import polars as pl
+from dagster_duckdb import DuckDBResource
 
-from usage_pipeline.warehouse import Column, comment_table, registered, transaction
+from usage_pipeline.data_dir import DataDir
+from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
+from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
 
 
 class ProducerFileError(ValueError):
@@ -52,6 +57,73 @@ def replace_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
     with transaction(conn), registered(conn, "producer_file_rows", frame):
         conn.execute(f"DELETE FROM {table}")
         conn.execute(f"INSERT INTO {table} SELECT * FROM producer_file_rows")
+
+
+_POLARS = {"VARCHAR": pl.String, "INTEGER": pl.Int32, "DATE": pl.Date}
+
+
+@dataclasses.dataclass(frozen=True)
+class ProducerFile:
+    """A producer's CSV file loaded whole into its raw table at each run, validated row by row."""
+
+    key: dg.AssetKey  # the asset that loads it
+    path_of: Callable[[DataDir], Path]  # where the file is in the data folder
+    table: str
+    description: str
+    columns: dict[str, Column]
+    check_name: str  # the file's warning check
+    noun: str  # what its rows are, for the logs ("theme corrections")
+    known_sql: str  # the ids its rows may name (first column)
+    # (path, known ids) -> the valid rows (dataclasses, fields in column order) and a problem per row left out
+    parse: Callable[[Path, set[str]], tuple[Sequence[Any], list[str]]]
+
+
+def build_file_asset(spec: ProducerFile, check_description: str) -> dg.AssetsDefinition:
+    """The raw asset that loads ``spec``'s file at each run, after the day's snapshot, with its warning check."""
+
+    @dg.asset(
+        key=spec.key,
+        deps=[RAW_SNAPSHOT_KEY],
+        description=spec.description,
+        group_name="raw",
+        pool=WAREHOUSE_POOL,
+        kinds={"python", "duckdb", "csv"},
+        check_specs=[dg.AssetCheckSpec(spec.check_name, asset=spec.key, description=check_description)],
+        metadata={"dagster/column_schema": table_schema(spec.columns)},
+    )
+    def load(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
+        with warehouse.get_connection() as conn:
+            yield from load_file(context, conn, spec, spec.path_of(data_dir))
+
+    return load
+
+
+def load_file(
+    context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, spec: ProducerFile, path: Path
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Replace the table's rows by the file's valid ones (none without the file) and report the rows left out
+    (a warning check); an unreadable file keeps the previous rows."""
+    create_table(conn, spec.table, spec.description, spec.columns)
+    known = {row[0] for row in conn.execute(spec.known_sql).fetchall()}
+    try:
+        rows, problems = spec.parse(path, known) if path.exists() else ([], [])
+    except ProducerFileError as error:
+        context.log.warning(f"{error}; the previous {spec.noun} are kept")
+        yield from unreadable_file_results(spec.check_name, error)
+        return
+    schema = {name: _POLARS[column.type] for name, column in spec.columns.items()}
+    frame = pl.DataFrame([dataclasses.astuple(row) for row in rows], schema=schema, orient="row")
+    replace_rows(conn, spec.table, frame)
+    for problem in problems:
+        context.log.warning(problem)
+    context.log.info(f"{len(rows)} {spec.noun} from {path}")
+    yield dg.MaterializeResult(metadata={"dagster/row_count": len(rows)})
+    yield dg.AssetCheckResult(
+        check_name=spec.check_name,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {problem}" for problem in problems) or "none")},
+    )
 
 
 def unreadable_file_results(

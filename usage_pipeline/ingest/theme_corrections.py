@@ -1,23 +1,14 @@
 """The producer's theme corrections ($USAGE_DATA_DIR/theme_corrections.csv): a correction always wins."""
 
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
-from dagster_duckdb import DuckDBResource
 
-from usage_pipeline.data_dir import DataDir
-from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.ingest.producer_csv import (
-    ProducerFileError,
-    create_table,
-    read_rows,
-    replace_rows,
-    unreadable_file_results,
-)
+from usage_pipeline.ingest.producer_csv import ProducerFile, build_file_asset, read_rows
 from usage_pipeline.insights.themes import THEMES
-from usage_pipeline.warehouse import Column, table_schema
+from usage_pipeline.warehouse import Column
 
 CORRECTIONS_KEY = dg.AssetKey(["raw", "theme_corrections"])
 CORRECTIONS_TABLE = "raw.theme_corrections"
@@ -62,45 +53,17 @@ def parse_corrections(path: Path, known_discussions: set[str]) -> tuple[list[Cor
     return list(corrections.values()), problems
 
 
-@dg.asset(
+CORRECTIONS_FILE = ProducerFile(
     key=CORRECTIONS_KEY,
-    deps=[RAW_SNAPSHOT_KEY],
+    path_of=attrgetter("theme_corrections_file"),
+    table=CORRECTIONS_TABLE,
     description=CORRECTIONS_DESCRIPTION,
-    group_name="raw",
-    pool=WAREHOUSE_POOL,
-    kinds={"python", "duckdb", "csv"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            CORRECTIONS_VALID, asset=CORRECTIONS_KEY, description="every row of theme_corrections.csv was applied"
-        )
-    ],
-    metadata={"dagster/column_schema": table_schema(CORRECTIONS_COLUMNS)},
+    columns=CORRECTIONS_COLUMNS,
+    check_name=CORRECTIONS_VALID,
+    noun="theme corrections",
+    known_sql="SELECT DISTINCT discussion_id FROM raw.discussions",
+    parse=parse_corrections,
 )
-def theme_corrections(context: dg.AssetExecutionContext, warehouse: DuckDBResource, data_dir: DataDir):
-    """Load theme_corrections.csv into raw.theme_corrections; bad rows are named in a warning and left out."""
-    path = data_dir.theme_corrections_file
-    with warehouse.get_connection() as conn:
-        create_table(conn, CORRECTIONS_TABLE, CORRECTIONS_DESCRIPTION, CORRECTIONS_COLUMNS)
-        known = {row[0] for row in conn.execute("SELECT DISTINCT discussion_id FROM raw.discussions").fetchall()}
-        try:
-            corrections, problems = parse_corrections(path, known) if path.exists() else ([], [])
-        except ProducerFileError as error:
-            context.log.warning(f"{error}; the previous corrections are kept")
-            yield from unreadable_file_results(CORRECTIONS_VALID, error)
-            return
-        frame = pl.DataFrame(
-            [correction.__dict__ for correction in corrections],
-            schema={"discussion_id": pl.String, "theme": pl.String, "source_row": pl.Int32},
-            orient="row",
-        )
-        replace_rows(conn, CORRECTIONS_TABLE, frame)
-    for problem in problems:
-        context.log.warning(problem)
-    context.log.info(f"{len(corrections)} theme corrections from {path}")
-    yield dg.MaterializeResult(metadata={"dagster/row_count": len(corrections)})
-    yield dg.AssetCheckResult(
-        check_name=CORRECTIONS_VALID,
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {problem}" for problem in problems) or "none")},
-    )
+
+
+theme_corrections = build_file_asset(CORRECTIONS_FILE, "every row of theme_corrections.csv was applied")

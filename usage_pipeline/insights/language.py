@@ -58,6 +58,7 @@ REUSE_TYPES = {  # udata's reuse types
     "visualization": N_("visualization"),
 }
 REUSER_TYPES = {"user": N_("user"), "organization": N_("organization")}
+LEAD_SOURCES = {"github": "GitHub", "hal": "HAL", "portal": N_("reuses of the portal")}
 
 
 class LanguageError(ValueError):
@@ -149,6 +150,10 @@ class Reader:
 
     def reuse_type(self, code: str | None) -> str:
         return self.gettext(REUSE_TYPES.get(code or "", N_("reuse"))) if code else self.gettext("reuse")
+
+    def lead_source(self, codes: str) -> str:
+        """``github,hal`` as ``GitHub, HAL``."""
+        return ", ".join(self.gettext(LEAD_SOURCES.get(code, code)) for code in codes.split(","))
 
     def reuser_type(self, code: str | None) -> str:
         return self.gettext(REUSER_TYPES.get(code or "user", code or "user"))

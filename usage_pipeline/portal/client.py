@@ -35,6 +35,24 @@ class NotFound(PortalError):
     """The object answers 404 (unknown or private) or 410 (deleted)."""
 
 
+class RateLimited(PortalError):
+    """The API says no more requests for now: 403/429 with ``X-RateLimit-Remaining: 0`` (GitHub's primary limit),
+    or a 429 whose Retry-After is longer than the request may still wait. ``reset``: when it allows them again
+    (from ``X-RateLimit-Reset`` or Retry-After), if it said."""
+
+    def __init__(self, message: str, *, url: str, status: int, reset: float | None) -> None:
+        super().__init__(message, url=url, status=status)
+        self.reset = reset
+
+
+def _rate_limit_reset(headers: httpx.Headers) -> float | None:
+    """The epoch second a rate limit lifts, from X-RateLimit-Reset or Retry-After."""
+    if (value := headers.get("x-ratelimit-reset", "")).isdigit():
+        return float(value)
+    wait = _retry_after_seconds(headers.get("Retry-After"))
+    return None if wait is None else time.time() + wait
+
+
 @dataclass
 class ClientStats:
     """What the client did, for the run's logs and metadata."""
@@ -128,8 +146,22 @@ class PortalClient:
                         url=str(response.request.url),
                         status=response.status_code,
                     )
+                if response.status_code in (403, 429) and response.headers.get("x-ratelimit-remaining") == "0":
+                    raise RateLimited(
+                        f"{response.request.url} answered {response.status_code}: rate limit reached",
+                        url=str(response.request.url),
+                        status=response.status_code,
+                        reset=_rate_limit_reset(response.headers),
+                    )
                 if response.status_code in RETRYABLE_STATUSES:
                     wait = _retry_after_seconds(response.headers.get("Retry-After"))
+                    if response.status_code == 429 and wait is not None and wait > self._max_elapsed:
+                        raise RateLimited(
+                            f"{response.request.url} answered 429: retry after {wait:.0f}s",
+                            url=str(response.request.url),
+                            status=429,
+                            reset=time.time() + wait,
+                        )
                 elif response.status_code >= 400:
                     raise PortalError(
                         f"{response.request.url} answered {response.status_code}: {response.text[:200]}",

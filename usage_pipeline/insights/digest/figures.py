@@ -23,6 +23,8 @@ SURVEY_NEEDS = 10  # needs of the week's survey answers shown, the latest first
 NEEDS_CHARACTERS = 280  # a longer needs text is shortened
 PEOPLE_DATASETS = 3  # most viewed datasets whose reusers are suggested for an interview
 PEOPLE_PER_DATASET = 3
+LEAD_DATASETS = 5  # datasets whose undeclared reuses the digest lists, those with the latest leads first
+LEADS_PER_DATASET = 3
 DEFAULT_PORTAL = "https://www.data.gouv.fr"
 
 Row = dict[str, Any]
@@ -57,6 +59,7 @@ class DigestInputs:
     survey_needs_total: int = 0  # how many answers of the week said what is missing (survey_needs holds <= 10)
     events: list[Row] = field(default_factory=list)  # event_impact rows of the last 90 days
     candidates: list[Row] = field(default_factory=list)  # interview_candidates rows, the first 3 of each dataset
+    leads: list[Row] = field(default_factory=list)  # reuse_leads rows still `new`, the latest found first
 
 
 def daily_gains(rows: Iterable[Row]) -> dict[str, dict[dt.date, tuple[float, float]]]:
@@ -474,6 +477,31 @@ def people_to_talk_to(
     return people
 
 
+def leads_to_invite(rows: Iterable[Row], datasets: dict[str, Row]) -> Row | None:
+    """The undeclared reuses to invite, by dataset: the latest found first, at most 3 for each of 5 datasets, each
+    dataset with the portal's form to declare a reuse; ``total``: all the new leads. None without any."""
+    by_dataset: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:  # the latest first
+        if row["dataset_id"] in datasets and datasets[row["dataset_id"]].get("status") != "gone":
+            by_dataset[row["dataset_id"]].append(row)
+    if not by_dataset:
+        return None
+    return {
+        "total": sum(len(leads) for leads in by_dataset.values()),
+        "datasets": [
+            {
+                "dataset_id": key,
+                "title": datasets[key].get("title") or key,
+                "page_url": datasets[key].get("page_url"),
+                "form_url": f"{portal_base(datasets[key].get('page_url'))}/admin/reuses/new",
+                "leads": leads[:LEADS_PER_DATASET],
+                "more": max(0, len(leads) - LEADS_PER_DATASET),
+            }
+            for key, leads in list(by_dataset.items())[:LEAD_DATASETS]
+        ],
+    }
+
+
 def chart_series(
     monthly_rows: Iterable[Row], gains: dict[str, dict[dt.date, tuple[float, float]]], report_date: dt.date
 ) -> Row:
@@ -556,5 +584,6 @@ def build_context(inputs: DigestInputs, report_date: dt.date) -> Row:
         "surveys": survey_results(inputs.surveys, inputs.survey_needs, inputs.survey_needs_total, datasets),
         "events": event_table(inputs.events, datasets, report_date),
         "people": people_to_talk_to(inputs.candidates, datasets, gains, latest_views, report_date),
+        "leads": leads_to_invite(inputs.leads, datasets),
         "series": chart_series(inputs.monthly, gains, report_date),
     }

@@ -48,6 +48,7 @@ _OPTIONAL = {  # optional reporting tables and the columns the digest reads from
         "dataset_id", "rank", "reuser_type", "name", "slug",
         "reuses_published", "reuse_types", "discussions_opened", "replies_posted", "last_activity_at",
     ),
+    "reuse_leads": ("dataset_id", "source", "url", "title", "author", "matched", "first_seen_date", "status"),
 }  # fmt: skip
 
 
@@ -224,5 +225,16 @@ def load_inputs(conn: duckdb.DuckDBPyConnection, organization: Organization, rep
             order by dataset_id, rank
             """,
             [key, PEOPLE_PER_DATASET],
+        )
+    if _has(tables, "reuse_leads", _OPTIONAL["reuse_leads"]):
+        inputs.leads = _rows(
+            conn,
+            f"""
+            select {", ".join(_OPTIONAL["reuse_leads"])}
+            from reporting.reuse_leads
+            where dataset_id in ({_ORG_DATASETS}) and status = 'new' and first_seen_date <= ?
+            order by first_seen_date desc, source, url
+            """,
+            [key, report_date],
         )
     return inputs

@@ -68,6 +68,7 @@ def environment(reader: Reader, autoescape: bool) -> jinja2.Environment:
         theme_hint=reader.theme_hint,
         reuse_type=reader.reuse_type,
         reuser_type=reader.reuser_type,
+        lead_source=reader.lead_source,
         change_short=reader.change_short,
         change_text=reader.change_text,
         safe_url=safe_url,
