@@ -24,6 +24,7 @@ from usage_pipeline.models import build_transform_asset
 from usage_pipeline.own_portals.assets import own_portal_snapshot
 from usage_pipeline.portal.resource import UdataResource
 from usage_pipeline.publish import build_publish_asset
+from usage_pipeline.publish_postgres import PostgresPublication, build_postgres_asset
 from usage_pipeline.settings import Settings
 from usage_pipeline.surveys.assets import SURVEY_RESPONSES_KEY, survey_responses
 from usage_pipeline.surveys.sensors import SURVEY_JOB_NAME, survey_files
@@ -50,6 +51,9 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             smtp_url=dg.EnvVar("USAGE_SMTP_URL") if settings.smtp_url else None, sender=settings.smtp_from
         ),
         "data_dir": settings.paths,
+        "postgres": PostgresPublication(
+            url=dg.EnvVar("USAGE_PUBLISH_POSTGRES_URL") if settings.publish_postgres_url else None
+        ),
         "link_checker": ReuseLinkChecker(enabled=settings.link_checks),
         # The token is a secret: read from the environment, the UI shows the variable's name.
         "lead_finder": LeadFinder(
@@ -85,6 +89,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         own_portal_snapshot,
         build_transform_asset(models, lambda model: reporting_checks(model) if model.schema == "reporting" else []),
         build_publish_asset(models),
+        build_postgres_asset(models),
         weekly_digest,
     ]
     freshness, freshness_schedule = build_freshness(settings.freshness_hour, settings.timezone)

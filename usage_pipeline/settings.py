@@ -86,6 +86,13 @@ def _lead_sources(value: str | None, github_token: bool) -> tuple[str, ...]:
     return names
 
 
+def _postgres_url(value: str) -> str | None:
+    """USAGE_PUBLISH_POSTGRES_URL: ``postgresql://user:password@host:port/db`` (empty: no PostgreSQL copy)."""
+    if value and not value.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("USAGE_PUBLISH_POSTGRES_URL must look like postgresql://user:password@host:5432/db")
+    return value or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the portal is, what to follow, and where the warehouse lives."""
@@ -113,6 +120,7 @@ class Settings:
     github_token: str | None = field(default=None, repr=False)
     github_api_url: str = "https://api.github.com"
     hal_api_url: str = "https://api.archives-ouvertes.fr"
+    publish_postgres_url: str | None = field(default=None, repr=False)  # may hold a password
 
     def __post_init__(self) -> None:
         # Resolved once, here: Dagster, Great Expectations and the demo may run from another working directory.
@@ -165,4 +173,5 @@ class Settings:
             github_token=env.get("USAGE_GITHUB_TOKEN", "").strip() or None,
             github_api_url=env.get("USAGE_GITHUB_API_URL", "").strip().rstrip("/") or defaults.github_api_url,
             hal_api_url=env.get("USAGE_HAL_API_URL", "").strip().rstrip("/") or defaults.hal_api_url,
+            publish_postgres_url=_postgres_url(env.get("USAGE_PUBLISH_POSTGRES_URL", "").strip()),
         )

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from usage_pipeline.portal.client import NotFound, PortalClient, PortalError
+from usage_pipeline.portal.client import NotFound, PortalClient, PortalError, RateLimited
 
 BASE = "https://portal.test/api/1"
 METRICS = "https://metrics.test/api/datasets/data/"
@@ -395,12 +395,24 @@ def test_a_retry_after_longer_than_max_elapsed_gives_up_without_sleeping() -> No
     script = Script(httpx.Response(429, headers={"Retry-After": "600"}), ok())
     sleep = FakeSleep()
 
-    with pytest.raises(PortalError, match="gave up") as raised:
+    with pytest.raises(RateLimited, match="answered 429: retry after 600s") as raised:
         run_client(script, lambda client: client.get_json(f"{BASE}/datasets/x/"), sleep, max_elapsed=60)
 
     assert raised.value.url == f"{BASE}/datasets/x/"
     assert sleep.delays == []
     assert len(script.requests) == 1
+
+
+def test_an_exhausted_rate_limit_stops_at_once_with_its_reset_time() -> None:
+    headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1798761600"}  # GitHub's primary limit
+    script = Script(httpx.Response(403, headers=headers, json={"message": "API rate limit exceeded"}), ok())
+    sleep = FakeSleep()
+
+    with pytest.raises(RateLimited, match="answered 403: rate limit reached") as raised:
+        run_client(script, lambda client: client.get_json(f"{BASE}/datasets/x/"), sleep, max_elapsed=60)
+
+    assert (raised.value.status, raised.value.reset) == (403, 1798761600.0)
+    assert sleep.delays == [] and len(script.requests) == 1
 
 
 # --- errors that are not retried ----------------------------------------------------------------------------

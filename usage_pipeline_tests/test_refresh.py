@@ -341,7 +341,7 @@ def test_response_times_per_dataset_and_month(two_days: TwoDays, fixture_data: d
 def test_weekly_digest_for_each_organization(two_days: TwoDays, fixture_data: dict) -> None:
     reports = two_days.settings.paths.reports_dir
     slugs = {entry["organization"]["slug"] for entry in fixture_data["datasets"]}  # W47 holds both days
-    assert {path.name for path in reports.glob("*.html")} == {f"{slug}-2026-W47.html" for slug in slugs}
+    assert {path.name for path in reports.glob("*-W47.html")} == {f"{slug}-2026-W47.html" for slug in slugs}
     barometre = (reports / "service-d-information-du-gouvernement-2026-W47.md").read_text(encoding="utf-8")
     assert "Baromètre des résultats de l’action publique" in barometre
     awaiting = published(
