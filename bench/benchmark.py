@@ -42,19 +42,22 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-APPROACHES = ("pipeline", "pipeline-next-day", "naive", "dlt")
+APPROACHES = ("pipeline", "pipeline-next-day", "pipeline-postgres", "pipeline-postgres-next-day", "naive", "dlt")
+DEFAULT_APPROACHES = ("pipeline", "pipeline-next-day", "naive", "dlt")
 LABELS = {
     "pipeline": "`usage-pipeline refresh`, first run",
     "pipeline-next-day": "`usage-pipeline refresh`, next day",
+    "pipeline-postgres": "`usage-pipeline refresh`, first run, Dagster on PostgreSQL",
+    "pipeline-postgres-next-day": "`usage-pipeline refresh`, next day, Dagster on PostgreSQL",
     "naive": "naive sequential crawl",
     "dlt": "dlt `rest_api` (parallelized)",
 }
-README_START = "<!-- benchmark:start (written by bench/benchmark.py --write-readme) -->"
-README_END = "<!-- benchmark:end -->"
+README_MARKERS = "<!-- {block}:start (written by bench/benchmark.py --write-readme{option}) -->", "<!-- {block}:end -->"
 HERE = Path(__file__).resolve()
 DEFAULT_BENCH_VENV = HERE.parent.parent / ".venv-bench"
 MAX_PAGES = 10_000  # bound on any paginated listing followed by a child
@@ -406,6 +409,21 @@ def pipeline_env(source: Path, url: str, organizations: list[str], home: Path, t
     )
 
 
+def postgres_instance(server: Any, home: Path, database: str, source: Path) -> dict[str, str]:
+    """deploy/dagster.yaml in ``home`` (once) on a database of the throwaway ``server``; its environment."""
+    if not (home / "dagster.yaml").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / "deploy" / "dagster.yaml", home / "dagster.yaml")
+        server.create_database(database)
+    return {
+        "DAGSTER_PG_HOST": server.host,
+        "DAGSTER_PG_PORT": str(server.port),
+        "DAGSTER_PG_USERNAME": "postgres",
+        "DAGSTER_PG_PASSWORD": "unused (trust)",
+        "DAGSTER_PG_DB": database,
+    }
+
+
 def default_dlt_python() -> str:
     """The benchmark venv's interpreter if that venv exists, else this one."""
     candidate = DEFAULT_BENCH_VENV / "bin" / "python"
@@ -419,12 +437,15 @@ def measure(
     home = workdir / f"{size}-{name}"
     home.mkdir(parents=True)
     url = server.url
-    pipeline_home = workdir / f"{size}-pipeline-data"
+    postgres = "postgres" in name
+    pipeline_home = workdir / f"{size}-pipeline{'-postgres' if postgres else ''}-data"
     if name.startswith("pipeline"):
         # the first run snapshots yesterday (whole monthly history); the next day reuses its data folder
-        date = today if name == "pipeline-next-day" else today - dt.timedelta(days=1)
+        date = today if name.endswith("next-day") else today - dt.timedelta(days=1)
         command = [sys.executable, "-m", "usage_pipeline.cli", "refresh", "--date", date.isoformat()]
         env = pipeline_env(args.source, url, organizations, pipeline_home, today)
+        if postgres:
+            env |= postgres_instance(args.postgres, pipeline_home / "dagster_home", f"dagster_{size}", args.source)
     else:
         python = sys.executable if name == "naive" else args.dlt_python
         command = [python, str(HERE), f"child-{name}", "--url", url, "--organizations", ",".join(organizations),
@@ -450,7 +471,7 @@ def measure(
     if name.startswith("pipeline"):
         outcome.tables = table_counts(pipeline_home / "data" / "warehouse.duckdb", "raw")
         outcome.history_mb = tree_megabytes(pipeline_home / "dagster_home") - history_before
-        if outcome.ok:
+        if outcome.ok and not postgres:  # the phases are read from the SQLite event log
             outcome.phases, outcome.events = pipeline_phases(
                 pipeline_home / "dagster_home", started_at, wall, server.last_request_at, args.latency
             )
@@ -559,7 +580,7 @@ def report(
         f"{dt.date.today().isoformat()}: nproc={cpus}, Python {platform.python_version()} "
         f"({platform.system()} {platform.machine()}), {args.latency * 1000:.0f} ms per request, seed {args.seed}; "
         f"{dlt}; the pipeline with its default settings (5 requests in flight), a fresh data folder and SQLite "
-        "`DAGSTER_HOME`.",
+        "`DAGSTER_HOME` (deploy/dagster.yaml on a local PostgreSQL 15 for the approaches that say so).",
         "",
         "| datasets (organizations; discussions, reuse links, metrics rows) | approach | wall (s) | requests | "
         "peak RSS (MB) | vs naive | vs dlt |",
@@ -636,10 +657,12 @@ def report(
     return "\n".join(lines)
 
 
-def write_readme(readme: Path, text: str) -> None:
-    """Replace what stands between the benchmark markers of ``readme`` by ``text``."""
+def write_readme(readme: Path, text: str, block: str) -> None:
+    """Replace what stands between the markers of ``block`` in ``readme`` by ``text``."""
+    option = "" if block == "benchmark" else f" --readme-block {block}"
+    opening, closing = (marker.format(block=block, option=option) for marker in README_MARKERS)
     content = readme.read_text(encoding="utf-8")
-    start, end = content.index(README_START) + len(README_START), content.index(README_END)
+    start, end = content.index(opening) + len(opening), content.index(closing)
     readme.write_text(f"{content[:start]}\n{text}\n{content[end:]}", encoding="utf-8")
 
 
@@ -658,7 +681,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default="500,1000", help="sizes to measure, comma-separated")
     parser.add_argument("--latency", type=float, default=0.1, help="seconds the portal waits before each answer")
-    parser.add_argument("--only", default=",".join(APPROACHES), help="approaches to run, in order (comma-separated)")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_APPROACHES),
+        help=f"approaches to run, in order (comma-separated, of {', '.join(APPROACHES)})",
+    )
     parser.add_argument("--dlt-python", default=default_dlt_python(), help="interpreter with dlt[duckdb] installed")
     parser.add_argument("--dlt-workers", type=int, default=5, help="dlt extract workers (EXTRACT__WORKERS)")
     parser.add_argument("--source", type=Path, default=HERE.parent.parent, help="the usage_pipeline tree to run")
@@ -675,6 +702,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--no-ui", dest="ui", action="store_false", help="skip asking dagster-webserver about the partitions"
     )
     parser.add_argument("--write-readme", action="store_true", help="put the report into README.md's benchmark")
+    parser.add_argument(
+        "--readme-block", default="benchmark", help="the README's marked block to write (benchmark, benchmark-postgres)"
+    )
     args = parser.parse_args(argv)
     args.datasets_arg = args.datasets
     try:
@@ -685,11 +715,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.approaches) - set(APPROACHES)
     if unknown or not args.approaches:
         parser.error(f"--only takes a comma-separated subset of {', '.join(APPROACHES)}")
-    if "pipeline-next-day" in args.approaches and (
-        "pipeline" not in args.approaches
-        or args.approaches.index("pipeline") > args.approaches.index("pipeline-next-day")
-    ):
-        parser.error("pipeline-next-day runs on the data folder of pipeline: list pipeline before it")
+    for first in ("pipeline", "pipeline-postgres"):
+        if f"{first}-next-day" in args.approaches and (
+            first not in args.approaches or args.approaches.index(first) > args.approaches.index(f"{first}-next-day")
+        ):
+            parser.error(f"{first}-next-day runs on the data folder of {first}: list {first} before it")
     if not args.datasets or min(args.datasets) < 1 or args.latency < 0:
         parser.error("--datasets must be >= 1 and --latency >= 0")
     return args
@@ -705,10 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0].startswith("child-"):
         return child_main(argv)
     args = parse_args(argv)
-    sys.path.insert(0, str(HERE.parent.parent))  # the world and its server are this tree's, whatever --source runs
-    from usage_pipeline.demo.portal_server import PortalServer
-    from usage_pipeline.demo.world import BENCHMARK_MIX, generate_world
-
+    sys.path.insert(0, str(HERE.parent.parent))  # the world and its servers are this tree's, whatever --source runs
     today = dt.date.today()
     facts: dict[Any, Any] = {}
     if "dlt" in args.approaches:
@@ -716,6 +743,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="usage-bench-"))
     outcomes: list[Outcome] = []
     probes: list[UiProbe] = []
+    with ExitStack() as services:
+        if any("postgres" in name for name in args.approaches):
+            from usage_pipeline.demo.postgres_server import PostgresServer
+
+            args.postgres = services.enter_context(PostgresServer())
+        return _measure_all(args, today, facts, workdir, outcomes, probes)
+
+
+def _measure_all(
+    args: argparse.Namespace,
+    today: dt.date,
+    facts: dict[Any, Any],
+    workdir: Path,
+    outcomes: list[Outcome],
+    probes: list[UiProbe],
+) -> int:
+    from usage_pipeline.demo.portal_server import PortalServer
+    from usage_pipeline.demo.world import BENCHMARK_MIX, generate_world
+
     try:
         for size in args.datasets:
             started = time.perf_counter()
@@ -738,7 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(f"[benchmark] {size} datasets, naive: not run (--naive-max {args.naive_max})")
                         continue
                     outcomes.append(measure(name, server, list(world.organizations), size, workdir, args, today))
-                if args.ui and any(o.ok and o.datasets == size and o.name.startswith("pipeline") for o in outcomes):
+                if args.ui and any(o.ok and o.datasets == size and o.name == "pipeline" for o in outcomes):
                     home = workdir / f"{size}-pipeline-data"
                     env = pipeline_env(args.source, server.url, list(world.organizations), home, today)
                     print(f"[benchmark] {size} datasets, UI: asking dagster-webserver ...", flush=True)
@@ -753,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text)
     if args.write_readme:
-        write_readme(HERE.parent.parent / "README.md", text)
+        write_readme(HERE.parent.parent / "README.md", text, args.readme_block)
         print("\n[benchmark] README.md updated")
     failed = [f"{outcome.datasets} {outcome.name}" for outcome in outcomes if not outcome.ok]
     if failed:

@@ -86,7 +86,7 @@ def test_dagster_on_postgres_publishes_what_sqlite_publishes(
         assert isinstance(instance.run_storage, PostgresRunStorage)
         definitions = build_definitions(Settings.from_env())
         tick_time = dt.datetime.combine(DAYS[1], dt.time(7, 30), ZoneInfo("Europe/Paris"))
-        schedule = definitions.get_schedule_def("daily_refresh_schedule")
+        schedule = definitions.resolve_schedule_def("daily_refresh_schedule")
         tick = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=tick_time))
         (request,) = tick.run_requests
         result = definitions.resolve_job_def(DAILY_JOB_NAME).execute_in_process(instance=instance, tags=request.tags)
