@@ -260,9 +260,18 @@ def comment_table(conn: duckdb.DuckDBPyConnection, table: str, description: str,
         conn.execute(f"COMMENT ON COLUMN {table}.{name} IS {sql_string(column.description)}")
 
 
-def _create(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
+def create_table(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
+    """Create ``table`` if missing, with its columns' types, and (re)write its catalog comments."""
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {c.type}' for n, c in columns.items())})")
     comment_table(conn, table, description, columns)
+
+
+_POLARS_TYPES = {"VARCHAR": pl.String, "INTEGER": pl.Int32, "BIGINT": pl.Int64, "DATE": pl.Date}
+
+
+def polars_schema(columns: dict[str, Column]) -> dict[str, pl.DataType]:
+    """The Polars schema of rows bound for a table of ``columns`` (the types Python-written raw tables use)."""
+    return {name: _POLARS_TYPES[column.type] for name, column in columns.items()}
 
 
 def create_warehouse_tables(conn: duckdb.DuckDBPyConnection) -> None:
@@ -270,14 +279,14 @@ def create_warehouse_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for schema in ("raw", "quarantine", "quality"):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table in RAW_TABLES:
-        _create(conn, table.qualified, table.description, table.columns)
-        _create(
+        create_table(conn, table.qualified, table.description, table.columns)
+        create_table(
             conn,
             f"quarantine.{table.name}",
             f"Rows of raw.{table.name} that a blocking check rejected: kept for inspection, never used by models.",
             table.columns | QUARANTINE_COLUMNS,
         )
-    _create(
+    create_table(
         conn,
         "quality.check_results",
         "One row per check evaluation (dataset_id null) and per dataset it failed on.",

@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from usage_pipeline.data_dir import DataDir
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
-from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
+from usage_pipeline.warehouse import Column, create_table, polars_schema, registered, table_schema, transaction
 
 
 class ProducerFileError(ValueError):
@@ -46,20 +46,11 @@ def read_rows(path: Path, required: Sequence[str]) -> list[tuple[int, dict[str, 
     ]
 
 
-def create_table(conn: duckdb.DuckDBPyConnection, table: str, description: str, columns: dict[str, Column]) -> None:
-    """The raw table a producer's file is loaded into, created if missing and documented in the catalog."""
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {c.type}' for n, c in columns.items())})")
-    comment_table(conn, table, description, columns)
-
-
 def replace_rows(conn: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
     """The table's rows replaced by the frame's, in one transaction (a file is read whole at each run)."""
     with transaction(conn), registered(conn, "producer_file_rows", frame):
         conn.execute(f"DELETE FROM {table}")
         conn.execute(f"INSERT INTO {table} SELECT * FROM producer_file_rows")
-
-
-_POLARS = {"VARCHAR": pl.String, "INTEGER": pl.Int32, "DATE": pl.Date}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +102,7 @@ def load_file(
         context.log.warning(f"{error}; the previous {spec.noun} are kept")
         yield from unreadable_file_results(spec.check_name, error)
         return
-    schema = {name: _POLARS[column.type] for name, column in spec.columns.items()}
-    frame = pl.DataFrame([dataclasses.astuple(row) for row in rows], schema=schema, orient="row")
+    frame = pl.DataFrame([dataclasses.astuple(row) for row in rows], schema=polars_schema(spec.columns), orient="row")
     replace_rows(conn, spec.table, frame)
     for problem in problems:
         context.log.warning(problem)

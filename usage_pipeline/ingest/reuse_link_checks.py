@@ -41,7 +41,7 @@ from dagster_duckdb import DuckDBResource
 from usage_pipeline.ingest.assets import RAW_SNAPSHOT_KEY, WAREHOUSE_POOL
 from usage_pipeline.ingest.partitions import run_date
 from usage_pipeline.portal.client import USER_AGENT
-from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
+from usage_pipeline.warehouse import Column, create_table, registered, table_schema, transaction
 
 LINK_CHECKS_KEY = dg.AssetKey(["raw", "reuse_link_checks"])
 LINK_CHECKS_TABLE = "raw.reuse_link_checks"
@@ -336,9 +336,7 @@ def check_rows(check_date: dt.date, pairs: list[tuple[str, str]], checks: list[L
 def create_link_checks_table(conn: duckdb.DuckDBPyConnection) -> None:
     """Create raw.reuse_link_checks if missing, with its catalog comments."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    columns = ", ".join(f"{name} {column.type}" for name, column in LINK_CHECKS_COLUMNS.items())
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {LINK_CHECKS_TABLE} ({columns})")
-    comment_table(conn, LINK_CHECKS_TABLE, LINK_CHECKS_DESCRIPTION, LINK_CHECKS_COLUMNS)
+    create_table(conn, LINK_CHECKS_TABLE, LINK_CHECKS_DESCRIPTION, LINK_CHECKS_COLUMNS)
 
 
 def latest_reuse_urls(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:

@@ -94,10 +94,7 @@ class Reader:
 
     language: str
     translations: gettext.NullTranslations
-
-    @property
-    def locale(self) -> Locale:
-        return Locale.parse(LOCALES[self.language])
+    locale: Locale  # of the numbers and dates
 
     def gettext(self, message: str, **values: Any) -> str:
         text = self.translations.gettext(message)
@@ -182,16 +179,15 @@ class Reader:
 @functools.cache
 def reader(language: str = DEFAULT_LANGUAGE) -> Reader:
     """The reader of ``language`` (its catalog compiled once per process)."""
-    return Reader(check_language(language), compiled(language))
+    return Reader(check_language(language), compiled(language), Locale.parse(LOCALES[language]))
 
 
 def update_catalogs() -> list[Path]:
     """Extract every message of the package (code: ``_``/``N_``/``gettext``/``ngettext``; templates: Jinja2's i18n
     tags) and merge it into each catalog; returns the catalogs written. New messages are left untranslated."""
-    from babel.messages.extract import extract_from_dir
     from babel.messages.pofile import write_po
 
-    template = extracted_messages(extract_from_dir)
+    template = extracted_messages()
     written = []
     for language in sorted(set(LOCALES) - {SOURCE_LANGUAGE}):
         path = catalog_path(language)
@@ -206,12 +202,11 @@ def update_catalogs() -> list[Path]:
     return written
 
 
-def extracted_messages(extract_from_dir: Any = None) -> Any:
+def extracted_messages() -> Any:
     """A Babel catalog of every message the package shows (no translation)."""
     from babel.messages.catalog import Catalog
+    from babel.messages.extract import extract_from_dir
 
-    if extract_from_dir is None:
-        from babel.messages.extract import extract_from_dir
     package = Path(__file__).resolve().parents[1]
     method_map = [("**.py", "python"), ("**/templates/**.j2", "jinja2.ext:babel_extract")]
     options = {"**/templates/**.j2": {"extensions": "jinja2.ext.i18n", "trimmed": "true"}}

@@ -23,7 +23,7 @@ from usage_pipeline.leads.hal import HalSource
 from usage_pipeline.leads.portal import PortalSource
 from usage_pipeline.leads.sources import DatasetIdentifiers, Lead, LeadSource
 from usage_pipeline.portal.client import PortalClient, PortalError, RateLimited
-from usage_pipeline.warehouse import Column, comment_table, registered, table_schema, transaction
+from usage_pipeline.warehouse import Column, create_table, polars_schema, registered, table_schema, transaction
 
 LEADS_KEY = dg.AssetKey(["raw", "reuse_leads"])
 SOURCES_ANSWERED = "lead_sources_answered"
@@ -161,22 +161,16 @@ async def run_sources(plans: list[tuple[LeadSource, list[DatasetIdentifiers]]], 
     return list(await asyncio.gather(*(one(source, datasets) for source, datasets in plans)))
 
 
-def create_tables(conn: duckdb.DuckDBPyConnection) -> None:
-    for table, (description, columns) in TABLES.items():
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {c.type}' for n, c in columns.items())})")
-        comment_table(conn, table, description, columns)
-
-
 def write_runs(conn: duckdb.DuckDBPyConnection, day: dt.date, runs: list[SourceRun]) -> None:
     """The day's searches and leads, in one transaction (a dataset searched again that day replaces its rows)."""
     searches = pl.DataFrame(
         [{"searched_date": day, "source": run.source, **row} for run in runs for row in run.searches],
-        schema={name: _POLARS[column.type] for name, column in SEARCHES_COLUMNS.items()},
+        schema=polars_schema(SEARCHES_COLUMNS),
     )
     sightings = pl.DataFrame(
         [{"seen_date": day, **{name: getattr(lead, name) for name in list(SIGHTINGS_COLUMNS)[1:]}}
          for run in runs for lead in run.leads],
-        schema={name: _POLARS[column.type] for name, column in SIGHTINGS_COLUMNS.items()},
+        schema=polars_schema(SIGHTINGS_COLUMNS),
     ).unique(subset=["source", "dataset_id", "url"], keep="first", maintain_order=True)  # fmt: skip
     with transaction(conn), registered(conn, "lead_searches", searches), registered(conn, "lead_sightings", sightings):
         conn.execute(
@@ -189,9 +183,6 @@ def write_runs(conn: duckdb.DuckDBPyConnection, day: dt.date, runs: list[SourceR
         )
         conn.execute(f"INSERT INTO {SEARCHES_TABLE} SELECT * FROM lead_searches")
         conn.execute(f"INSERT INTO {SIGHTINGS_TABLE} SELECT * FROM lead_sightings")
-
-
-_POLARS = {"DATE": pl.Date, "VARCHAR": pl.String, "INTEGER": pl.Int32}
 
 
 @dg.asset(
@@ -219,7 +210,8 @@ def reuse_leads(context: dg.AssetExecutionContext, warehouse: DuckDBResource, le
     day = run_date(context.run.tags) or dt.date.today()
     sources = lead_finder.lead_sources()
     with warehouse.get_connection() as conn:
-        create_tables(conn)
+        for table, (description, columns) in TABLES.items():
+            create_table(conn, table, description, columns)
         datasets = followed_datasets(conn)
         searched = conn.execute(
             f"SELECT source, dataset_id, max(searched_date) FROM {SEARCHES_TABLE} WHERE error IS NULL GROUP BY ALL"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -81,9 +80,3 @@ def excerpt(text: str | None, needle: str | None, limit: int = EXCERPT_CHARACTER
     start = max(0, at - limit // 3) if at > 0 else 0
     cut = text[start : start + limit]
     return ("…" if start else "") + cut + ("…" if start + limit < len(text) else "")
-
-
-def normalized_url(url: str) -> str:
-    """``url`` compared as the reporting does: no scheme, no ``www.``, lower case, no trailing slash or ``.git``."""
-    url = re.sub(r"^https?://(www\.)?", "", url.strip().lower())
-    return re.sub(r"(\.git)?/*$", "", url)

@@ -20,7 +20,7 @@ from usage_pipeline.own_portals.ods import MonitoringSkipped, OdsPortal, OwnPort
 from usage_pipeline.own_portals.twins import PortalDataset, find_twin
 from usage_pipeline.portal.client import PortalClient
 from usage_pipeline.portal.resource import UdataResource
-from usage_pipeline.warehouse import Column, comment_table, registered, transaction
+from usage_pipeline.warehouse import Column, create_table, registered, transaction
 
 OWN_PORTALS_KEY = dg.AssetKey(["raw", "own_portal_snapshot"])
 OWN_PORTALS_REACHABLE = "own_portals_reachable"
@@ -113,8 +113,7 @@ class PortalFetch:
 
 def create_own_portal_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for table, (description, columns) in TABLES.items():
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {c.type}' for n, c in columns.items())})")
-        comment_table(conn, table, description, columns)
+        create_table(conn, table, description, columns)
 
 
 def catalog_entries(portal: OwnPortal, datasets: list[dict[str, Any]]) -> list[PortalDataset]:
